@@ -1,0 +1,139 @@
+"""The JAX side: numpy in, numpy out; all trials of a program in one `jit(vmap(...))` call.
+
+Importing this module turns on `jax_enable_x64`: float64 checks need it, and it must be set
+before any JAX array exists.
+"""
+
+from __future__ import annotations
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import ml_dtypes  # noqa: E402
+import numpy as np  # noqa: E402
+
+DTYPES = {"float64": np.float64, "float32": np.float32, "bfloat16": ml_dtypes.bfloat16, "float16": np.float16}
+
+
+def _as_tuple(out):
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+def _set_path(obj, path: str, value) -> None:
+    *parents, last = path.split(".")
+    for p in parents:
+        obj = obj[int(p)] if p.isdigit() else getattr(obj, p)
+    var = obj[int(last)] if last.isdigit() else getattr(obj, last)
+    if var is None or not hasattr(var, "value"):
+        raise ValueError(f"nnx module has no parameter at `{path}` (found {type(var).__name__})")
+    if tuple(var.value.shape) != tuple(value.shape):
+        raise ValueError(f"parameter `{path}` has shape {tuple(var.value.shape)}, the case gives {tuple(value.shape)}")
+    var.value = value
+
+
+def _get_path(tree: dict, path: str):
+    for p in path.split("."):
+        tree = tree[int(p)] if p.isdigit() and int(p) in tree else tree[p]
+    return tree
+
+
+class JaxAdapter:
+    framework_name = "jax"
+
+    def __init__(self):
+        self.device = jax.devices("cpu")[0]
+
+    @staticmethod
+    def has_gpu() -> bool:
+        try:
+            return len(jax.devices("gpu")) > 0
+        except RuntimeError:
+            return False
+
+    def set_device(self, device: str) -> None:
+        self.device = jax.devices("gpu" if device == "cuda" else "cpu")[0]
+
+    @staticmethod
+    def version() -> str:
+        return jax.__version__
+
+    @staticmethod
+    def jax_dtype(dtype: str):
+        return jnp.dtype(DTYPES[dtype])
+
+    @staticmethod
+    def output_shapes(fn, args: list) -> list[tuple[int, ...]]:
+        """Shapes (with the trial axis) of `fn`'s outputs over `args`, without running it."""
+        outs = jax.eval_shape(jax.vmap(lambda *a: _as_tuple(fn(*a))), *args)
+        return [tuple(o.shape) for o in outs]
+
+    def from_numpy(self, a: np.ndarray, kind: str, dtype: str):
+        if kind == "float":
+            a = np.asarray(a, dtype=np.float64).astype(DTYPES[dtype])
+        return jax.device_put(np.asarray(a), self.device)
+
+    @staticmethod
+    def to_numpy(x) -> np.ndarray:
+        x = np.asarray(x)
+        return x.astype(np.float64) if np.issubdtype(x.dtype, np.floating) or x.dtype == ml_dtypes.bfloat16 else x
+
+    @staticmethod
+    def dtype_name(x) -> str:
+        return str(jnp.dtype(x.dtype))
+
+    def forward(self, fn, args: list) -> tuple:
+        """`fn` over the trial axis of every arg; for a custom_vjp this is the undecorated path."""
+        outs = jax.jit(jax.vmap(lambda *a: _as_tuple(fn(*a))))(*args)
+        return tuple(self.to_numpy(o) for o in outs)
+
+    def vjp(self, fn, args: list, diff: list[bool], cts: list):
+        """Outputs (from the fwd rule) and VJPs of `fn` over trials; see TorchAdapter.vjp."""
+        idx = [i for i, d in enumerate(diff) if d]
+
+        def per_trial(primals, others, cts):
+            def f(*p):
+                a = {**others, **dict(zip(idx, p))}
+                return _as_tuple(fn(*(a[i] for i in range(len(a)))))
+
+            out, vjp_fn = jax.vjp(f, *primals)
+            return out, vjp_fn(tuple(cts))
+
+        others = {i: a for i, (a, d) in enumerate(zip(args, diff)) if not d}
+        outs, grads = jax.jit(jax.vmap(per_trial))(tuple(args[i] for i in idx), others, tuple(cts))
+        full = [None] * len(args)
+        for i, g in zip(idx, grads):
+            full[i] = g
+        meta = [None if g is None else (tuple(g.shape[1:]), self.dtype_name(g)) for g in full]
+        return (
+            tuple(self.to_numpy(o) for o in outs),
+            [None if g is None else self.to_numpy(g) for g in full],
+            meta,
+        )
+
+    def module_grads(self, module, inputs: list, in_diff: list[bool], params: dict, cts: list):
+        """One trial through `module(*inputs)` with `nnx.grad`, as a user runs it."""
+        from flax import nnx
+
+        for path, value in params.items():
+            _set_path(module, path, value)
+        idx = [i for i, d in enumerate(in_diff) if d]
+
+        def loss(model, *diff_inputs):
+            xs = list(inputs)
+            for i, v in zip(idx, diff_inputs):
+                xs[i] = v
+            outs = _as_tuple(model(*xs))
+            return sum(jnp.sum(o * c) for o, c in zip(outs, cts)), outs
+
+        (model_grads, *input_grads), outs = nnx.grad(loss, argnums=tuple(range(1 + len(idx))), has_aux=True)(
+            module, *(inputs[i] for i in idx)
+        )
+        pure = nnx.to_pure_dict(model_grads)
+        grads = dict(zip(idx, input_grads))
+        for path in params:
+            grads[path] = _get_path(pure, path)
+        meta = {k: (tuple(g.shape), self.dtype_name(g)) for k, g in grads.items()}
+        grads = {k: self.to_numpy(g)[None] for k, g in grads.items()}
+        return tuple(self.to_numpy(o)[None] for o in outs), grads, meta

@@ -1,0 +1,192 @@
+"""The PyTorch side: numpy in, numpy out; trials batched with `torch.func.vmap`."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+framework_name = "torch"
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _as_tuple(out):
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+class TorchAdapter:
+    framework_name = "torch"
+
+    def __init__(self):
+        self.device = torch.device("cpu")
+
+    # -- devices -------------------------------------------------------------------------
+    @staticmethod
+    def has_gpu() -> bool:
+        return torch.cuda.is_available()
+
+    def set_device(self, device: str) -> None:
+        self.device = torch.device("cuda" if device == "cuda" else "cpu")
+
+    @staticmethod
+    def version() -> str:
+        return torch.__version__
+
+    @staticmethod
+    def torch_dtype(dtype: str):
+        return DTYPES[dtype]
+
+    # -- arrays --------------------------------------------------------------------------
+    def from_numpy(self, a: np.ndarray, kind: str, dtype: str) -> torch.Tensor:
+        if kind == "float":
+            # Values are already rounded to `dtype`, so this cast is exact.
+            return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)).to(self.device, DTYPES[dtype])
+        return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+
+    @staticmethod
+    def to_numpy(t) -> np.ndarray:
+        t = t.detach().cpu()
+        return (t.to(torch.float64) if t.is_floating_point() else t).numpy()
+
+    @staticmethod
+    def dtype_name(t) -> str:
+        return str(t.dtype).removeprefix("torch.")
+
+    # -- programs ------------------------------------------------------------------------
+    def forward(self, fn, args: list) -> tuple:
+        """`fn` over the trial axis of every arg, without gradients."""
+        with torch.no_grad():
+            outs = torch.func.vmap(lambda *a: _as_tuple(fn(*a)))(*args)
+        return tuple(self.to_numpy(o) for o in outs)
+
+    def vjp(self, fn, args: list, diff: list[bool], cts: list):
+        """Outputs and VJPs of `fn` over trials; grads are None where `diff` is False.
+
+        Returns `(outs, grads, meta)`; `meta[i]` is the raw `(shape, dtype)` of grad i.
+        """
+        idx = [i for i, d in enumerate(diff) if d]
+
+        def per_trial(primals, others, cts):
+            def f(*p):
+                a = {**others, **dict(zip(idx, p))}
+                return _as_tuple(fn(*(a[i] for i in range(len(a)))))
+
+            out, vjp_fn = torch.func.vjp(f, *primals)
+            return out, vjp_fn(tuple(cts))
+
+        others = {i: a for i, (a, d) in enumerate(zip(args, diff)) if not d}
+        outs, grads = torch.func.vmap(per_trial)(tuple(args[i] for i in idx), others, tuple(cts))
+        full = [None] * len(args)
+        for i, g in zip(idx, grads):
+            full[i] = g
+        meta = [None if g is None else (tuple(g.shape[1:]), self.dtype_name(g)) for g in full]
+        return (
+            tuple(self.to_numpy(o) for o in outs),
+            [None if g is None else self.to_numpy(g) for g in full],
+            meta,
+        )
+
+    def module_grads(self, module, inputs: list, in_diff: list[bool], params: dict, cts: list):
+        """One trial through `module(*inputs)` and `loss.backward()`, as a user runs it.
+
+        Returns `(outs, input_grads, param_grads, meta)` with `meta[name] = (shape, dtype)`.
+        """
+        state = module.state_dict()
+        missing = [n for n in params if n not in state]
+        if missing:
+            raise ValueError(f"torch module {type(module).__name__} has no parameter(s) {missing}; it has {list(state)}")
+        module.load_state_dict(params, strict=False)
+        xs = [x.detach().clone().requires_grad_(d) for x, d in zip(inputs, in_diff)]
+        outs = _as_tuple(module(*xs))
+        loss = sum((o * c).sum() for o, c in zip(outs, cts))
+        loss.backward()
+        grads, meta = {}, {}
+        named = dict(module.named_parameters())
+        for i, (x, d) in enumerate(zip(xs, in_diff)):
+            if d:
+                grads[i], meta[i] = x.grad, x.grad
+        for name in params:
+            grads[name] = meta[name] = named[name].grad
+        meta = {k: None if g is None else (tuple(g.shape), self.dtype_name(g)) for k, g in meta.items()}
+        grads = {k: None if g is None else self.to_numpy(g)[None] for k, g in grads.items()}
+        return tuple(self.to_numpy(o)[None] for o in outs), grads, meta
+
+
+class _RecordingContext:
+    """Stands in for autograd's ctx so that `backward` can be called directly."""
+
+    def __init__(self, needs_input_grad):
+        self.needs_input_grad = needs_input_grad
+        self.saved_tensors = ()
+        self.materialize_grads = True
+
+    def save_for_backward(self, *tensors):
+        self.saved_tensors = tensors
+
+    def save_for_forward(self, *tensors):
+        pass
+
+    def mark_non_differentiable(self, *args):
+        pass
+
+    def mark_dirty(self, *args):
+        pass
+
+    def set_materialize_grads(self, value):
+        self.materialize_grads = value
+
+
+def record_functions(fn, args) -> list:
+    """Every `(Function class, args)` that `fn(*args)` applies, outside torch's own Functions."""
+    base = torch.autograd.Function
+    original = base.__dict__["apply"]
+    calls = []
+
+    def recording(cls, *a, **kw):
+        if not cls.__module__.startswith("torch."):
+            calls.append((cls, a))
+        return original.__func__(cls, *a, **kw)
+
+    base.apply = classmethod(recording)
+    try:
+        fn(*args)
+    finally:
+        base.apply = original
+    return calls
+
+
+def backward_contract(cls, args, rng: np.random.Generator) -> list[str]:
+    """Call `cls.backward` directly and list how its raw output breaks the contract.
+
+    Autograd silently sums a gradient that is broadcastable to its input, so a bias gradient
+    of shape `(N, out)` passes every check that reads `.grad`; this one sees it.
+    """
+    needs = tuple(isinstance(a, torch.Tensor) and a.is_floating_point() for a in args)
+    ctx = _RecordingContext(needs)
+    with torch.no_grad():
+        if cls.setup_context is not torch.autograd.Function.setup_context:
+            out = cls.forward(*args)
+            cls.setup_context(ctx, args, out)
+        else:
+            out = cls.forward(ctx, *args)
+        outs = _as_tuple(out)
+        cts = [
+            torch.from_numpy(rng.standard_normal(tuple(o.shape))).to(o.device, o.dtype) if o.is_floating_point() else None
+            for o in outs
+        ]
+        grads = _as_tuple(cls.backward(ctx, *cts))
+    name = cls.__name__
+    if len(grads) != len(args):
+        return [f"{name}.backward returned {len(grads)} gradients for {len(args)} forward inputs"]
+    problems = []
+    for i, (a, g, need) in enumerate(zip(args, grads, needs)):
+        if g is None:
+            continue
+        if not need:
+            problems.append(f"{name}.backward returned a gradient at position {i} for a non-differentiable input")
+        elif tuple(g.shape) != tuple(a.shape) or g.dtype != a.dtype:
+            problems.append(
+                f"{name}.backward gradient {i}: shape {tuple(g.shape)} {g.dtype}, "
+                f"input has shape {tuple(a.shape)} {a.dtype}"
+            )
+    return problems

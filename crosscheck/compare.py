@@ -1,0 +1,109 @@
+"""The one comparator: every check in the harness goes through `compare`.
+
+Arrays arrive as numpy (float64 or integer) with a leading trial axis. An element passes when
+`|actual - expected| <= atol + rtol * |expected|`, where `atol` is the table's entry times the
+root-mean-square of `expected` (a tensor's rounding noise scales with its magnitude, not with
+1). NaN (and inf) must appear in the same places on both sides: nothing is replaced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Unit roundoff per dtype (half the gap between 1 and the next float).
+UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "bfloat16": 2.0**-8, "float16": 2.0**-11}
+
+# (rtol, atol) per dtype, for forward values and for gradients. See docs/tolerances.md.
+# float64 and float32: custom vs the other framework or autodiff, same dtype.
+# bfloat16 and float16: each side vs the float64 oracle on the same rounded inputs.
+VALUE_TOLERANCES = {
+    "float64": (1e-12, 1e-12),
+    "float32": (1e-5, 1e-5),
+    "bfloat16": (2e-2, 2e-2),
+    "float16": (4e-3, 4e-3),
+}
+GRAD_TOLERANCES = {
+    "float64": (1e-11, 1e-11),
+    "float32": (5e-5, 5e-5),
+    "bfloat16": (4e-2, 4e-2),
+    "float16": (8e-3, 8e-3),
+}
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    rtol: float
+    atol: float
+
+    def scaled(self, factor: float) -> "Tolerance":
+        return Tolerance(self.rtol * factor, self.atol * factor)
+
+
+def tolerance(dtype: str, kind: str, overrides: dict | None = None) -> Tolerance:
+    """The `kind` ("values" or "grads") tolerance for `dtype`, with a case's overrides on top."""
+    table = {"values": VALUE_TOLERANCES, "grads": GRAD_TOLERANCES}[kind]
+    rtol, atol = (overrides or {}).get(dtype, {}).get(kind, table[dtype])
+    return Tolerance(rtol, atol)
+
+
+@dataclass
+class Comparison:
+    """What `compare` found; `lines` is the body of a failure message (empty when passed)."""
+
+    passed: bool
+    max_abs: float
+    max_rel: float
+    ratio: float  # worst |diff| / allowed; <= 1 passes
+    atol: float  # effective absolute tolerance (table entry times the scale)
+    rtol: float
+    lines: list[str]
+
+
+def _index(flat: int, shape: tuple[int, ...]) -> str:
+    idx = np.unravel_index(flat, shape)
+    return "(trial " + ", ".join(str(int(i)) for i in idx) + ")" if len(idx) > 1 else f"(trial {int(idx[0])})"
+
+
+def compare(expected, actual, tol: Tolerance, *, scaled: bool = True) -> Comparison:
+    """Compare two arrays of the same intended shape, element by element.
+
+    With `scaled=False` the absolute tolerance is used as given, not times the scale.
+    """
+    expected = np.asarray(expected, dtype=np.float64)
+    actual = np.asarray(actual, dtype=np.float64)
+    if expected.shape != actual.shape:
+        return Comparison(
+            False, np.inf, np.inf, np.inf, tol.atol, tol.rtol,
+            [f"Shape mismatch: expected {expected.shape[1:]}, actual {actual.shape[1:]} (per trial)"],
+        )
+    finite = np.isfinite(expected)
+    scale = float(np.sqrt(np.mean(np.square(expected[finite])))) if finite.any() else 0.0
+    atol = tol.atol * (scale if scaled and scale > 0 else 1.0)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        diff = np.abs(actual - expected)
+        allowed = atol + tol.rtol * np.abs(expected)
+        same_special = (np.isnan(expected) & np.isnan(actual)) | (np.isinf(expected) & (actual == expected))
+        special = ~np.isfinite(expected) | ~np.isfinite(actual)
+        bad = np.where(special, ~same_special, ~(diff <= allowed))
+        diff = np.where(special, np.where(same_special, 0.0, np.inf), diff)
+        rel = np.where(diff == 0, 0.0, diff / np.abs(expected))
+        ratio_el = np.where(diff == 0, 0.0, diff / allowed)
+    n, k = expected.size, int(bad.sum())
+    if n == 0:
+        return Comparison(True, 0.0, 0.0, 0.0, atol, tol.rtol, [])
+    i_abs, i_rel = int(np.argmax(diff)), int(np.argmax(rel))
+    max_abs, max_rel, ratio = float(diff.flat[i_abs]), float(rel.flat[i_rel]), float(ratio_el.max())
+    lines = []
+    if k:
+        lines = [
+            f"Mismatched elements: {k} / {n} ({100 * k / n:.1f}%)",
+            f"Greatest absolute difference: {max_abs:.3g} at index {_index(i_abs, diff.shape)} (up to {atol:.3g} allowed)",
+            f"Greatest relative difference: {max_rel:.3g} at index {_index(i_rel, diff.shape)} (up to {tol.rtol:.3g} allowed)",
+        ]
+        nan_only = np.isnan(actual) != np.isnan(expected)
+        if nan_only.any():
+            first = _index(int(np.flatnonzero(nan_only)[0]), diff.shape)
+            lines.append(f"NaN on one side only: {int(nan_only.sum())} elements, first at index {first}")
+    return Comparison(k == 0, max_abs, max_rel, ratio, atol, tol.rtol, lines)

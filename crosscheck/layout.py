@@ -1,0 +1,43 @@
+"""Layouts: how an array in torch's layout maps into JAX's layout and back.
+
+Cases hold numpy arrays in torch's layout (the canonical one); each tensor's layout says how
+to place it for JAX (`to_jax`) and how to bring a JAX gradient back (`from_jax`) so that the
+two frameworks are always compared in one layout. Every function takes a leading trial axis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A pair of inverse maps between torch's layout and JAX's, on arrays of shape `(trials, *shape)`."""
+
+    name: str
+    to_jax: Callable[[np.ndarray], np.ndarray]
+    from_jax: Callable[[np.ndarray], np.ndarray]
+
+    def jax_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return self.to_jax(np.empty((1, *shape)))[0].shape
+
+
+def _ident(a):
+    return a
+
+
+IDENTITY = Layout("identity", _ident, _ident)
+
+
+def permute(*perm: int) -> Layout:
+    """JAX layout = torch layout with its axes permuted by `perm` (as in `np.transpose`)."""
+    inverse = tuple(int(i) for i in np.argsort(perm))
+    to_jax = lambda a: np.transpose(a, (0, *(p + 1 for p in perm)))  # noqa: E731
+    from_jax = lambda a: np.transpose(a, (0, *(p + 1 for p in inverse)))  # noqa: E731
+    return Layout(f"permute{tuple(perm)}", to_jax, from_jax)
+
+
+TRANSPOSE = permute(1, 0)

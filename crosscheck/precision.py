@@ -1,0 +1,32 @@
+"""Precision settings, set in one place for a run and restored after it.
+
+On GPU, TF32 would make float32 matmuls and convolutions agree to about 1e-3 only; both
+frameworks are held to full float32 while the harness runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+
+@contextlib.contextmanager
+def full_precision():
+    import jax
+    import torch
+
+    saved = (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.get_float32_matmul_precision(),
+        jax.config.jax_default_matmul_precision,
+    )
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    jax.config.update("jax_default_matmul_precision", "highest")
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[:2]
+        torch.set_float32_matmul_precision(saved[2])
+        jax.config.update("jax_default_matmul_precision", saved[3])

@@ -1,0 +1,131 @@
+"""The case registry: every layer under check is described here as data.
+
+A case names its inputs and parameters (shapes in torch's layout, how to draw them, how they
+map into JAX's layout), four forward functions (custom and reference, per framework) and the
+modules that users run. The registry is the single source for the CLI, pytest and reports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import draw as draws
+from .layout import IDENTITY, Layout
+
+DTYPES = ("float64", "float32", "bfloat16", "float16")
+LOW_PRECISION = ("bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One input or parameter of a case.
+
+    Attributes:
+        name: the name in messages ("weight"); for parameters, the `nn.Module` attribute.
+        shape: shape in torch's layout, without the trial axis.
+        kind: "float" (cast to the run's dtype), "int" or "bool" (kept as is).
+        differentiable: whether gradients are taken and checked.
+        draw: `draw(rng, (trials, *shape)) -> np.ndarray`; standard normal by default.
+        layout: how the array maps into JAX's layout.
+        jax_name: for parameters, the attribute path in the `nnx.Module` ("kernel").
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    kind: str = "float"
+    differentiable: bool = True
+    draw: draws.Draw = draws.normal()
+    layout: Layout = IDENTITY
+    jax_name: str | None = None
+
+    def __post_init__(self):
+        if self.kind not in ("float", "int", "bool"):
+            raise ValueError(f"`kind` (={self.kind!r}) must be 'float', 'int' or 'bool'")
+        if self.differentiable and self.kind != "float":
+            raise ValueError(f"`{self.name}` is differentiable but of kind {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One layer configuration checked across frameworks.
+
+    The four functions take `(*inputs, *params)` as arrays in their framework's layout and
+    return an array or a tuple of arrays. `torch_fn`/`jax_fn` are the custom layers;
+    `torch_ref`/`jax_ref` compute the same thing from the frameworks' standard ops.
+    `torch_module(dtype, device)` and `jax_module(dtype)` build the user-facing modules; the
+    harness loads the drawn parameters into them and calls `module(*inputs)`.
+    """
+
+    name: str
+    family: str
+    inputs: tuple[Tensor, ...]
+    torch_fn: Callable[..., Any]
+    torch_ref: Callable[..., Any]
+    jax_fn: Callable[..., Any]
+    jax_ref: Callable[..., Any]
+    params: tuple[Tensor, ...] = ()
+    torch_module: Callable[..., Any] | None = None
+    jax_module: Callable[..., Any] | None = None
+    out_layouts: tuple[Layout, ...] = (IDENTITY,)
+    # {dtype: {"values"|"grads": (rtol, atol)}}, overlaid on the tables in compare.py.
+    tolerances: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    dtypes: tuple[str, ...] = DTYPES
+    # False where the layer's backward is not itself differentiable by design.
+    second_order: bool = True
+    description: str = ""
+
+    @property
+    def tensors(self) -> tuple[Tensor, ...]:
+        return self.inputs + self.params
+
+    def replace(self, **changes) -> "Case":
+        return dataclasses.replace(self, **changes)
+
+
+_REGISTRY: dict[str, Case] = {}
+
+
+def register(case: Case) -> Case:
+    if case.name in _REGISTRY:
+        raise ValueError(f"Case {case.name!r} is registered twice")
+    names = [t.name for t in case.tensors]
+    if len(set(names)) != len(names):
+        raise ValueError(f"Case {case.name!r} has repeated tensor names: {names}")
+    _REGISTRY[case.name] = case
+    return case
+
+
+def _load() -> None:
+    from . import cases  # noqa: F401  (registers on import)
+
+
+def all_cases() -> list[Case]:
+    _load()
+    return list(_REGISTRY.values())
+
+
+def families() -> list[str]:
+    return sorted({c.family for c in all_cases()})
+
+
+def select(names: list[str] | None) -> list[Case]:
+    """Cases whose name or family is in `names` (all when empty), in registry order."""
+    cases = all_cases()
+    if not names:
+        return cases
+    known = {c.name for c in cases} | {c.family for c in cases}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(
+            f"Unknown layer: {', '.join(map(repr, unknown))}. Valid names: {', '.join(sorted(known))}"
+        )
+    return [c for c in cases if c.name in names or c.family in names]
+
+
+def get(name: str) -> Case:
+    _load()
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown case: {name!r}. Valid names: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]

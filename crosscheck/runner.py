@@ -1,0 +1,387 @@
+"""Runs every check of one case in one dtype on one device, and collects the results.
+
+The stages (custom and reference VJPs on each side, the modules, the float64 oracle, the raw
+backward contract, finite differences) each run once; a stage that raises turns the checks
+that need it into failed checks carrying its error, and every other check still runs.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+import zlib
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .compare import UNIT_ROUNDOFF, Comparison, Tolerance, compare, tolerance
+from .registry import DTYPES, LOW_PRECISION, Case
+
+
+@dataclass
+class CheckResult:
+    layer: str
+    dtype: str
+    device: str
+    check: str
+    tensor: str
+    compared: str
+    passed: bool
+    max_abs_err: float | None
+    max_rel_err: float | None
+    atol: float | None
+    rtol: float | None
+    ratio: float | None
+    message: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Outcome:
+    value: object = None
+    error: str | None = None
+
+
+def _stage(label: str, thunk) -> Outcome:
+    try:
+        return Outcome(thunk())
+    except Exception as exc:  # a broken layer is a failed check, never a crash
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        where = f" ({frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})"
+        return Outcome(error=f"{label} raised {type(exc).__name__}: {exc}{where}")
+
+
+def round_to(a: np.ndarray, dtype: str) -> np.ndarray:
+    """`a` rounded once to `dtype`, held in float64, so both frameworks get identical values."""
+    import ml_dtypes
+
+    np_dtype = {"float64": np.float64, "float32": np.float32, "bfloat16": ml_dtypes.bfloat16, "float16": np.float16}
+    return np.asarray(a, dtype=np.float64).astype(np_dtype[dtype]).astype(np.float64)
+
+
+def case_rng(seed: int, case: Case, dtype: str) -> np.random.Generator:
+    """One stream per (seed, case, dtype): a case draws the same values whatever else runs."""
+    return np.random.default_rng([seed, zlib.crc32(case.name.encode()), DTYPES.index(dtype)])
+
+
+def repro_command(case: Case, dtype: str, device: str, seed: int, trials: int) -> str:
+    return f"python -m crosscheck --layer {case.name} --dtype {dtype} --device {device} --seed {seed} --trials {trials}"
+
+
+class CaseRun:
+    """All checks of `case` in `dtype` on `device`, with `trials` fresh draws batched together."""
+
+    def __init__(self, case: Case, dtype: str, device: str, trials: int, seed: int, torch, jax):
+        self.case, self.dtype, self.device, self.trials, self.seed = case, dtype, device, trials, seed
+        self.torch, self.jax = torch, jax
+        self.low = dtype in LOW_PRECISION
+        self.results: list[CheckResult] = []
+        self.repro = repro_command(case, dtype, device, seed, trials)
+
+    # -- recording -----------------------------------------------------------------------
+    def _record(self, check, tensor, compared, passed, cmp: Comparison | None, lines: list[str]):
+        head = f"{'passed' if passed else 'FAILED'} {self.case.name} / {self.dtype} / {self.device} / {check} / {tensor} ({compared})"
+        message = "" if passed else "\n".join([head, *("  " + ln for ln in lines), f"  Reproduce: {self.repro}"])
+        self.results.append(
+            CheckResult(
+                self.case.name, self.dtype, self.device, check, tensor, compared, passed,
+                None if cmp is None else cmp.max_abs, None if cmp is None else cmp.max_rel,
+                None if cmp is None else cmp.atol, None if cmp is None else cmp.rtol,
+                None if cmp is None else cmp.ratio, message,
+            )
+        )
+
+    def values(self, check, tensor, compared, expected, actual, tol: Tolerance, *, scaled=True, note=()):
+        cmp = compare(expected, actual, tol, scaled=scaled)
+        self._record(check, tensor, compared, cmp.passed, cmp, [*note, *cmp.lines] if cmp.lines else [])
+
+    def error(self, check, tensor, compared, *errors: str | None):
+        self._record(check, tensor, compared, False, None, [e for e in errors if e])
+
+    def verdict(self, check, tensor, compared, problems: list[str]):
+        self._record(check, tensor, compared, not problems, None, problems)
+
+    # -- data ----------------------------------------------------------------------------
+    def draw(self):
+        case, rng, k = self.case, case_rng(self.seed, self.case, self.dtype), self.trials
+        self.data = {}
+        for t in case.tensors:
+            a = np.asarray(t.draw(rng, (k, *t.shape)))
+            self.data[t.name] = round_to(a, self.dtype) if t.kind == "float" else a
+        shapes = self.jax.output_shapes(case.jax_ref, [self._jax_array(t, self.data[t.name][:1]) for t in case.tensors])
+        layouts = self._out_layouts(len(shapes))
+        self.out_shapes = [lay.from_jax(np.empty(s))[0].shape for lay, s in zip(layouts, shapes)]
+        self.cts = [round_to(rng.standard_normal((k, *s)), self.dtype) for s in self.out_shapes]
+        diff = [t for t in case.tensors if t.differentiable]
+        direction = {t.name: rng.standard_normal((k, *t.shape)) for t in diff}
+        norm = np.sqrt(sum(np.sum(v.reshape(k, -1) ** 2, axis=1) for v in direction.values()))
+        self.direction = {n: v / norm.reshape((k,) + (1,) * (v.ndim - 1)) for n, v in direction.items()}
+
+    def _out_layouts(self, n):
+        lays = self.case.out_layouts
+        return lays if len(lays) == n else lays * n
+
+    def _jax_array(self, t, a, dtype=None):
+        return self.jax.from_numpy(t.layout.to_jax(a), t.kind, dtype or self.dtype)
+
+    def _args(self, side, dtype=None, shift=None):
+        out = []
+        for t in self.case.tensors:
+            a = self.data[t.name]
+            if shift is not None and t.differentiable:
+                a = a + shift * self.direction[t.name]
+            if side == "torch":
+                out.append(self.torch.from_numpy(a, t.kind, dtype or self.dtype))
+            else:
+                out.append(self._jax_array(t, a, dtype))
+        return out
+
+    def _cts(self, side, dtype=None):
+        if side == "torch":
+            return [self.torch.from_numpy(c, "float", dtype or self.dtype) for c in self.cts]
+        lays = self._out_layouts(len(self.cts))
+        return [self.jax.from_numpy(lay.to_jax(c), "float", dtype or self.dtype) for lay, c in zip(lays, self.cts)]
+
+    def _vjp(self, side, fn, dtype=None):
+        adapter = self.torch if side == "torch" else self.jax
+        diff = [t.differentiable for t in self.case.tensors]
+        outs, grads, meta = adapter.vjp(fn, self._args(side, dtype), diff, self._cts(side, dtype))
+        if side == "jax":  # back to torch's layout, where all comparisons happen
+            outs = tuple(lay.from_jax(o) for lay, o in zip(self._out_layouts(len(outs)), outs))
+            grads = [None if g is None else t.layout.from_jax(g) for t, g in zip(self.case.tensors, grads)]
+        return outs, grads, meta
+
+    def _forward(self, side, fn, shift=None):
+        adapter = self.torch if side == "torch" else self.jax
+        outs = adapter.forward(fn, self._args(side, shift=shift))
+        if side == "jax":
+            outs = tuple(lay.from_jax(o) for lay, o in zip(self._out_layouts(len(outs)), outs))
+        return outs
+
+    # -- the run -------------------------------------------------------------------------
+    def run(self) -> list[CheckResult]:
+        case = self.case
+        drawn = _stage("drawing inputs", self.draw)
+        if drawn.error:
+            self.error("setup", "-", "inputs", drawn.error)
+            return self.results
+        stages = {
+            "torch": _stage("torch custom vjp", lambda: self._vjp("torch", case.torch_fn)),
+            "jax": _stage("jax custom vjp", lambda: self._vjp("jax", case.jax_fn)),
+            "jax plain": _stage("jax custom forward", lambda: self._forward("jax", case.jax_fn)),
+            "torch module": _stage("torch module", lambda: self._module("torch")),
+            "jax module": _stage("jax module", lambda: self._module("jax")),
+        }
+        if self.low:
+            oracle = _stage("float64 oracle (jax reference)", lambda: self._vjp("jax", case.jax_ref, "float64"))
+            stages["torch ref"] = stages["jax ref"] = oracle
+        else:
+            stages["torch ref"] = _stage("torch reference vjp", lambda: self._vjp("torch", case.torch_ref))
+            stages["jax ref"] = _stage("jax reference vjp", lambda: self._vjp("jax", case.jax_ref))
+        self.check_forward(stages)
+        self.check_shapes(stages)
+        self.check_contract()
+        self.check_grads(stages)
+        if self.dtype == "float64":
+            for side in ("torch", "jax"):
+                self.check_finite_differences(side, stages[side])
+        return self.results
+
+    def _module(self, side):
+        case = self.case
+        params = [t for t in case.params]
+        inputs = [t for t in case.inputs]
+        if side == "torch":
+            if case.torch_module is None:
+                return None
+            module = case.torch_module(self.torch.torch_dtype(self.dtype), self.torch.device)
+            args = self._args("torch")
+            state = {t.name: a[0] for t, a in zip(case.tensors, args) if t in params}
+            xs = [a[0] for t, a in zip(case.tensors, args) if t in inputs]
+            cts = [c[0] for c in self._cts("torch")]
+            outs, grads, meta = self.torch.module_grads(module, xs, [t.differentiable for t in inputs], state, cts)
+            return outs, [grads.get(i) for i in range(len(inputs))] + [grads[t.name] for t in params], (
+                [meta.get(i) for i in range(len(inputs))] + [meta[t.name] for t in params]
+            )
+        if case.jax_module is None:
+            return None
+        module = case.jax_module(self.jax.jax_dtype(self.dtype))
+        args = self._args("jax")
+        state = {t.jax_name or t.name: a[0] for t, a in zip(case.tensors, args) if t in params}
+        xs = [a[0] for t, a in zip(case.tensors, args) if t in inputs]
+        cts = [c[0] for c in self._cts("jax")]
+        outs, grads, meta = self.jax.module_grads(module, xs, [t.differentiable for t in inputs], state, cts)
+        lays = self._out_layouts(len(outs))
+        outs = tuple(lay.from_jax(o) for lay, o in zip(lays, outs))
+        ordered = [grads.get(i) for i in range(len(inputs))] + [grads[t.jax_name or t.name] for t in params]
+        ordered = [None if g is None else t.layout.from_jax(g) for t, g in zip(case.tensors, ordered)]
+        return outs, ordered, [meta.get(i) for i in range(len(inputs))] + [meta[t.jax_name or t.name] for t in params]
+
+    def _out_label(self, i, n):
+        return "output" if n == 1 else f"output {i}"
+
+    def _pair(self, check, label, kind, t_val, j_val, o_val, suffix=""):
+        """torch vs jax in float64/float32; each vs the float64 oracle (and the gap) in low precision."""
+        tol = tolerance(self.dtype, kind, self.case.tolerances)
+        if not self.low:
+            self.values(check, label, f"torch vs jax{suffix}", t_val, j_val, tol)
+            return
+        self.values(check, label, f"torch vs float64 oracle{suffix}", o_val, t_val, tol)
+        self.values(check, label, f"jax vs float64 oracle{suffix}", o_val, j_val, tol)
+        # Each side is within `tol` of the oracle, so within twice that of each other.
+        self.values(check, label, f"torch vs jax{suffix}", t_val, j_val, tol.scaled(2))
+
+    def check_forward(self, st):
+        t, j, plain, tm, jm = st["torch"], st["jax"], st["jax plain"], st["torch module"], st["jax module"]
+        ref_t, ref_j = st["torch ref"], st["jax ref"]
+        vtol = tolerance(self.dtype, "values", self.case.tolerances)
+        if t.error or j.error or ref_t.error:
+            self.error("forward", "-", "torch vs jax", t.error, j.error, ref_t.error)
+        else:
+            n = len(t.value[0])
+            if len(j.value[0]) != n:
+                self.error("forward", "-", "torch vs jax", f"torch returns {n} outputs, jax {len(j.value[0])}")
+            for i in range(min(n, len(j.value[0]))):
+                self._pair("forward", self._out_label(i, n), "values", t.value[0][i], j.value[0][i], ref_t.value[0][i])
+        if tm.value is not None or tm.error or jm.value is not None or jm.error:
+            if tm.error or jm.error or ref_t.error:
+                self.error("forward", "-", "torch module vs jax module", tm.error, jm.error, ref_t.error)
+            else:
+                for i, (a, b) in enumerate(zip(tm.value[0], jm.value[0])):
+                    o = ref_t.value[0][i][:1]
+                    self._pair("forward", self._out_label(i, len(tm.value[0])), "values", a, b, o, " (modules)")
+        if j.error or plain.error:
+            self.error("forward-fwd-rule", "-", "jax f vs fwd primal", j.error, plain.error)
+        else:
+            for i, (a, b) in enumerate(zip(plain.value, j.value[0])):
+                self.values("forward-fwd-rule", self._out_label(i, len(plain.value)), "jax f vs fwd primal", a, b, vtol)
+        if self.low:
+            return
+        for side, cust, ref in (("torch", t, ref_t), ("jax", j, ref_j)):
+            if cust.error or ref.error:
+                self.error("forward-reference", "-", f"{side} custom vs reference", cust.error, ref.error)
+                continue
+            for i, (a, b) in enumerate(zip(ref.value[0], cust.value[0])):
+                self.values("forward-reference", self._out_label(i, len(ref.value[0])), f"{side} reference vs custom", a, b, vtol)
+
+    def check_shapes(self, st):
+        case, dtype = self.case, self.dtype
+        for label, stage, layout_of in (
+            ("torch custom vjp", st["torch"], lambda t: t.shape),
+            ("jax custom vjp", st["jax"], lambda t: t.layout.jax_shape(t.shape)),
+            ("torch module .grad", st["torch module"], lambda t: t.shape),
+            ("jax module nnx.grad", st["jax module"], lambda t: t.layout.jax_shape(t.shape)),
+        ):
+            if stage.error:
+                self.error("grad-shape", "-", label, stage.error)
+                continue
+            if stage.value is None:
+                continue
+            problems = []
+            for t, meta in zip(case.tensors, stage.value[2]):
+                if not t.differentiable:
+                    continue
+                want = (tuple(layout_of(t)), dtype)
+                if meta is None:
+                    problems.append(f"grad of {t.name}: missing, expected shape {want[0]} {want[1]}")
+                elif tuple(meta[0]) != want[0] or meta[1] != want[1]:
+                    problems.append(f"grad of {t.name}: shape {tuple(meta[0])} {meta[1]}, expected {want[0]} {want[1]}")
+            self.verdict("grad-shape", "all gradients", label, problems)
+
+    def check_contract(self):
+        def contract():
+            from .adapters.torch_adapter import backward_contract, record_functions
+
+            args = [a[0] for a in self._args("torch")]
+            for a, t in zip(args, self.case.tensors):
+                if t.differentiable:
+                    a.requires_grad_(True)
+            calls = record_functions(self.case.torch_fn, args)
+            if not calls:
+                return ["no autograd.Function was applied by the custom forward"]
+            rng = np.random.default_rng([self.seed, 1])
+            return [p for cls, a in calls for p in backward_contract(cls, a, rng)]
+
+        out = _stage("torch raw backward", contract)
+        if out.error:
+            self.error("grad-contract", "-", "torch Function.backward", out.error)
+        else:
+            self.verdict("grad-contract", "all gradients", "torch Function.backward", out.value)
+
+    def check_grads(self, st):
+        case = self.case
+        t, j, ref_t, ref_j = st["torch"], st["jax"], st["torch ref"], st["jax ref"]
+        if t.error or j.error or ref_t.error:
+            self.error("grad", "-", "torch vs jax", t.error, j.error, ref_t.error)
+        else:
+            for i, tensor in enumerate(case.tensors):
+                if tensor.differentiable and t.value[1][i] is not None and j.value[1][i] is not None:
+                    self._pair("grad", f"grad of {tensor.name}", "grads", t.value[1][i], j.value[1][i], ref_t.value[1][i])
+        tm, jm = st["torch module"], st["jax module"]
+        if tm.error or jm.error:
+            self.error("grad-module", "-", "torch module vs jax module", tm.error, jm.error)
+        elif tm.value is not None and jm.value is not None and not ref_t.error:
+            for i, tensor in enumerate(case.tensors):
+                a, b = tm.value[1][i], jm.value[1][i]
+                if tensor.differentiable and a is not None and b is not None:
+                    self._pair("grad-module", f"grad of {tensor.name}", "grads", a, b, ref_t.value[1][i][:1])
+        if self.low:
+            return
+        gtol = tolerance(self.dtype, "grads", case.tolerances)
+        for side, cust, ref in (("torch", t, ref_t), ("jax", j, ref_j)):
+            if cust.error or ref.error:
+                self.error("grad-autodiff", "-", f"{side} custom vs autodiff", cust.error, ref.error)
+                continue
+            for i, tensor in enumerate(case.tensors):
+                a, b = ref.value[1][i], cust.value[1][i]
+                if tensor.differentiable and a is not None and b is not None:
+                    self.values("grad-autodiff", f"grad of {tensor.name}", f"{side} autodiff vs custom", a, b, gtol)
+
+    def check_finite_differences(self, side, custom: Outcome):
+        """Directional derivative of `L = sum(ct * f)` along a random unit `v`, per trial.
+
+        Central differences with step `h` err by about `u |L| / h` (rounding) plus
+        `h^2 |L'''| / 6` (truncation); `h = u^(1/3)` balances the two at about `u^(2/3)`.
+        Both are measured against `A = sum |ct| (1 + |f|)`, the size of the terms in `L`, and
+        the bound allows ten times their sum.
+        """
+        label = f"{side} custom vs central difference"
+        if custom.error:
+            self.error("finite-diff", "-", label, custom.error)
+            return
+        u = UNIT_ROUNDOFF["float64"]
+        h = u ** (1 / 3)
+        fn = self.case.torch_fn if side == "torch" else self.case.jax_fn
+
+        def fd():
+            plus, minus = self._forward(side, fn, shift=h), self._forward(side, fn, shift=-h)
+            k = self.trials
+            loss = lambda outs: sum(np.sum((o * c).reshape(k, -1), axis=1) for o, c in zip(outs, self.cts))  # noqa: E731
+            outs, grads, _ = custom.value
+            scale = sum(np.sum((np.abs(c) * (1 + np.abs(o))).reshape(k, -1), axis=1) for o, c in zip(outs, self.cts))
+            numeric = (loss(plus) - loss(minus)) / (2 * h)
+            analytic = sum(
+                np.sum((g * self.direction[t.name]).reshape(k, -1), axis=1)
+                for t, g in zip(self.case.tensors, grads)
+                if t.differentiable and g is not None
+            )
+            return numeric / scale, analytic / scale
+
+        out = _stage(f"{side} finite differences", fd)
+        if out.error:
+            self.error("finite-diff", "-", label, out.error)
+            return
+        bound = 10 * (u / h + h * h)
+        note = ["(directional derivative per trial, divided by sum |ct| (1 + |f|))"]
+        self.values("finite-diff", "directional derivative", label, *out.value, Tolerance(0.0, bound), scaled=False, note=note)
+
+
+def run_case(case: Case, dtype: str, device: str, trials: int, seed: int, torch, jax) -> list[CheckResult]:
+    return CaseRun(case, dtype, device, trials, seed, torch, jax).run()
+
+
+def worst_ratio(results: list[CheckResult]) -> float:
+    ratios = [r.ratio for r in results if r.ratio is not None and not math.isnan(r.ratio)]
+    return max(ratios, default=0.0)
