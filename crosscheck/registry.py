@@ -75,6 +75,16 @@ class Case:
     # False where the layer's backward is not itself differentiable by design.
     second_order: bool = True
     description: str = ""
+    # How parameters move into the nnx module (`crosscheck.convert.ParamMap`); by default
+    # each parameter goes to its `jax_name` through its `layout`.
+    param_map: Any = None
+
+    def module_param_map(self):
+        if self.param_map is not None:
+            return self.param_map
+        from .convert import per_tensor
+
+        return per_tensor(*((t.name, t.jax_name or t.name, t.layout) for t in self.params))
 
     @property
     def tensors(self) -> tuple[Tensor, ...]:

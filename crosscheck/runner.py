@@ -190,34 +190,52 @@ class CaseRun:
         return self.results
 
     def _module(self, side):
+        """Trial 0 through the user-facing module; grads in torch's layout, tensors' order.
+
+        Returns `(outs, grads, problems)`, `problems` listing raw gradients whose shape or
+        dtype differs from their primal's.
+        """
         case = self.case
-        params = [t for t in case.params]
-        inputs = [t for t in case.inputs]
+        n_in = len(case.inputs)
+        args = self._args(side)
+        xs = [a[0] for a in args[:n_in]]
+        cts = [c[0] for c in self._cts(side)]
+        in_diff = [t.differentiable for t in case.inputs]
         if side == "torch":
             if case.torch_module is None:
                 return None
             module = case.torch_module(self.torch.torch_dtype(self.dtype), self.torch.device)
-            args = self._args("torch")
-            state = {t.name: a[0] for t, a in zip(case.tensors, args) if t in params}
-            xs = [a[0] for t, a in zip(case.tensors, args) if t in inputs]
-            cts = [c[0] for c in self._cts("torch")]
-            outs, grads, meta = self.torch.module_grads(module, xs, [t.differentiable for t in inputs], state, cts)
-            return outs, [grads.get(i) for i in range(len(inputs))] + [grads[t.name] for t in params], (
-                [meta.get(i) for i in range(len(inputs))] + [meta[t.name] for t in params]
-            )
+            state = {t.name: a[0] for t, a in zip(case.params, args[n_in:])}
+            outs, grads, meta = self.torch.module_grads(module, xs, in_diff, state, cts)
+            ordered = [grads.get(i) for i in range(n_in)] + [grads[t.name] for t in case.params]
+            problems = []
+            for t, m, x in zip(case.tensors, [meta.get(i) for i in range(n_in)] + [meta[t.name] for t in case.params], args):
+                want = (tuple(t.shape), self.dtype)
+                if t.differentiable and (m is None or m != want):
+                    problems.append(f"grad of {t.name}: {'missing' if m is None else f'{m[0]} {m[1]}'}, expected {want[0]} {want[1]}")
+            return outs, ordered, problems
         if case.jax_module is None:
             return None
+        from .convert._core import _nnx_set
+
         module = case.jax_module(self.jax.jax_dtype(self.dtype))
-        args = self._args("jax")
-        state = {t.jax_name or t.name: a[0] for t, a in zip(case.tensors, args) if t in params}
-        xs = [a[0] for t, a in zip(case.tensors, args) if t in inputs]
-        cts = [c[0] for c in self._cts("jax")]
-        outs, grads, meta = self.jax.module_grads(module, xs, [t.differentiable for t in inputs], state, cts)
-        lays = self._out_layouts(len(outs))
-        outs = tuple(lay.from_jax(o) for lay, o in zip(lays, outs))
-        ordered = [grads.get(i) for i in range(len(inputs))] + [grads[t.jax_name or t.name] for t in params]
-        ordered = [None if g is None else t.layout.from_jax(g) for t, g in zip(case.tensors, ordered)]
-        return outs, ordered, [meta.get(i) for i in range(len(inputs))] + [meta[t.jax_name or t.name] for t in params]
+        pmap = case.module_param_map()
+        torch_layout = {t.name: self.data[t.name][0] for t in case.params}
+        for path, value in pmap.to_nnx(torch_layout).items():
+            _nnx_set(module, path, value)
+        outs, in_grads, p_grads, meta, expected = self.jax.module_grads(module, xs, in_diff, cts)
+        outs = tuple(lay.from_jax(o[None]) for lay, o in zip(self._out_layouts(len(outs)), outs))
+        p_torch = pmap.to_torch(p_grads)
+        ordered = [None if i not in in_grads else t.layout.from_jax(in_grads[i][None]) for i, t in enumerate(case.inputs)]
+        ordered += [None if t.name not in p_torch else p_torch[t.name][None] for t in case.params]
+        problems = [
+            f"grad of {k if isinstance(k, str) else case.inputs[k].name}: {meta[k][0]} {meta[k][1]}, "
+            f"expected {expected[k][0]} {expected[k][1]}"
+            for k in expected
+            if meta.get(k) != expected[k]
+        ]
+        problems += [f"grad of {t.name}: missing" for t in case.params if t.name not in p_torch]
+        return outs, ordered, problems
 
     def _out_label(self, i, n):
         return "output" if n == 1 else f"output {i}"
@@ -245,7 +263,7 @@ class CaseRun:
                 self.error("forward", "-", "torch vs jax", f"torch returns {n} outputs, jax {len(j.value[0])}")
             for i in range(min(n, len(j.value[0]))):
                 self._pair("forward", self._out_label(i, n), "values", t.value[0][i], j.value[0][i], ref_t.value[0][i])
-        if tm.value is not None or tm.error or jm.value is not None or jm.error:
+        if tm.error or jm.error or (tm.value is not None and jm.value is not None):
             if tm.error or jm.error or ref_t.error:
                 self.error("forward", "-", "torch module vs jax module", tm.error, jm.error, ref_t.error)
             else:
@@ -268,27 +286,25 @@ class CaseRun:
 
     def check_shapes(self, st):
         case, dtype = self.case, self.dtype
-        for label, stage, layout_of in (
+        for label, stage, shape_of in (
             ("torch custom vjp", st["torch"], lambda t: t.shape),
             ("jax custom vjp", st["jax"], lambda t: t.layout.jax_shape(t.shape)),
-            ("torch module .grad", st["torch module"], lambda t: t.shape),
-            ("jax module nnx.grad", st["jax module"], lambda t: t.layout.jax_shape(t.shape)),
         ):
             if stage.error:
                 self.error("grad-shape", "-", label, stage.error)
                 continue
-            if stage.value is None:
-                continue
             problems = []
             for t, meta in zip(case.tensors, stage.value[2]):
-                if not t.differentiable:
-                    continue
-                want = (tuple(layout_of(t)), dtype)
-                if meta is None:
-                    problems.append(f"grad of {t.name}: missing, expected shape {want[0]} {want[1]}")
-                elif tuple(meta[0]) != want[0] or meta[1] != want[1]:
-                    problems.append(f"grad of {t.name}: shape {tuple(meta[0])} {meta[1]}, expected {want[0]} {want[1]}")
+                want = (tuple(shape_of(t)), dtype)
+                if t.differentiable and meta != want:
+                    got = "missing" if meta is None else f"shape {meta[0]} {meta[1]}"
+                    problems.append(f"grad of {t.name}: {got}, expected {want[0]} {want[1]}")
             self.verdict("grad-shape", "all gradients", label, problems)
+        for label, stage in (("torch module .grad", st["torch module"]), ("jax module nnx.grad", st["jax module"])):
+            if stage.error:
+                self.error("grad-shape", "-", label, stage.error)
+            elif stage.value is not None:
+                self.verdict("grad-shape", "all gradients", label, stage.value[2])
 
     def check_contract(self):
         def contract():

@@ -21,24 +21,6 @@ def _as_tuple(out):
     return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
 
-def _set_path(obj, path: str, value) -> None:
-    *parents, last = path.split(".")
-    for p in parents:
-        obj = obj[int(p)] if p.isdigit() else getattr(obj, p)
-    var = obj[int(last)] if last.isdigit() else getattr(obj, last)
-    if var is None or not hasattr(var, "value"):
-        raise ValueError(f"nnx module has no parameter at `{path}` (found {type(var).__name__})")
-    if tuple(var.value.shape) != tuple(value.shape):
-        raise ValueError(f"parameter `{path}` has shape {tuple(var.value.shape)}, the case gives {tuple(value.shape)}")
-    var.value = value
-
-
-def _get_path(tree: dict, path: str):
-    for p in path.split("."):
-        tree = tree[int(p)] if p.isdigit() and int(p) in tree else tree[p]
-    return tree
-
-
 class JaxAdapter:
     framework_name = "jax"
 
@@ -112,12 +94,16 @@ class JaxAdapter:
             meta,
         )
 
-    def module_grads(self, module, inputs: list, in_diff: list[bool], params: dict, cts: list):
-        """One trial through `module(*inputs)` with `nnx.grad`, as a user runs it."""
+    def module_grads(self, module, inputs: list, in_diff: list[bool], cts: list):
+        """One trial through `module(*inputs)` with `nnx.grad`, as a user runs it.
+
+        Returns `(outs, input_grads {i: g}, param_grads {path: g}, meta, expected_meta)`;
+        `meta` holds each raw gradient's `(shape, dtype)`, `expected_meta` each parameter's.
+        """
         from flax import nnx
 
-        for path, value in params.items():
-            _set_path(module, path, value)
+        from ..convert._core import flatten
+
         idx = [i for i, d in enumerate(in_diff) if d]
 
         def loss(model, *diff_inputs):
@@ -130,10 +116,17 @@ class JaxAdapter:
         (model_grads, *input_grads), outs = nnx.grad(loss, argnums=tuple(range(1 + len(idx))), has_aux=True)(
             module, *(inputs[i] for i in idx)
         )
-        pure = nnx.to_pure_dict(model_grads)
-        grads = dict(zip(idx, input_grads))
-        for path in params:
-            grads[path] = _get_path(pure, path)
+        param_grads = flatten(nnx.to_pure_dict(model_grads))
+        params = flatten(nnx.to_pure_dict(nnx.state(module, nnx.Param)))
+        grads = {**dict(zip(idx, input_grads)), **param_grads}
         meta = {k: (tuple(g.shape), self.dtype_name(g)) for k, g in grads.items()}
-        grads = {k: self.to_numpy(g)[None] for k, g in grads.items()}
-        return tuple(self.to_numpy(o)[None] for o in outs), grads, meta
+        expected = {k: (tuple(p.shape), self.dtype_name(p)) for k, p in params.items()}
+        expected.update({i: (tuple(inputs[i].shape), self.dtype_name(inputs[i])) for i in idx})
+        return (
+            tuple(self.to_numpy(o) for o in outs),
+            {i: self.to_numpy(g) for i, g in zip(idx, input_grads)},
+            {k: self.to_numpy(g) for k, g in param_grads.items()},
+            meta,
+            expected,
+        )
+

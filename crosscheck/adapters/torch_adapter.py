@@ -100,15 +100,11 @@ class TorchAdapter:
         outs = _as_tuple(module(*xs))
         loss = sum((o * c).sum() for o, c in zip(outs, cts))
         loss.backward()
-        grads, meta = {}, {}
         named = dict(module.named_parameters())
-        for i, (x, d) in enumerate(zip(xs, in_diff)):
-            if d:
-                grads[i], meta[i] = x.grad, x.grad
-        for name in params:
-            grads[name] = meta[name] = named[name].grad
-        meta = {k: None if g is None else (tuple(g.shape), self.dtype_name(g)) for k, g in meta.items()}
-        grads = {k: None if g is None else self.to_numpy(g)[None] for k, g in grads.items()}
+        raw = {i: x.grad for i, (x, d) in enumerate(zip(xs, in_diff)) if d}
+        raw.update({name: named[name].grad for name in params})
+        meta = {k: None if g is None else (tuple(g.shape), self.dtype_name(g)) for k, g in raw.items()}
+        grads = {k: None if g is None else self.to_numpy(g)[None] for k, g in raw.items()}
         return tuple(self.to_numpy(o)[None] for o in outs), grads, meta
 
 

@@ -1,0 +1,61 @@
+"""`python -m crosscheck`: run the checks, print failures and a summary, exit 0/1/2."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from . import registry
+from .session import UsageError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m crosscheck",
+        description="Check hand-written backward passes: torch vs JAX, vs autodiff, vs finite differences.",
+    )
+    p.add_argument("--layer", action="append", metavar="NAME", help="case or family name (repeatable; default: all)")
+    p.add_argument("--dtype", action="append", metavar="DTYPE", help=f"one of {', '.join(registry.DTYPES)} (repeatable)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (auto: cuda when torch and JAX both see a GPU)")
+    p.add_argument("--trials", type=int, default=8, help="fresh random draws per case (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="fixes every random draw (default 0)")
+    p.add_argument("--json", metavar="PATH", help="write every check to this JSON file")
+    p.add_argument("--list", action="store_true", help="list the cases and exit")
+    return p
+
+
+def _list() -> str:
+    cases = registry.all_cases()
+    width = max(len(c.name) for c in cases)
+    return "\n".join(f"{c.name.ljust(width)}  {c.family:<10}  {c.description}".rstrip() for c in cases)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse exits 2 on usage errors, 0 on --help
+        return int(e.code or 0)
+    if args.list:
+        print(_list())
+        return 0
+    from .report import format_failures, format_summary
+    from .session import run
+
+    command = "python -m crosscheck " + shlex.join(argv)
+    try:
+        report = run(args.layer, args.dtype, args.device, args.trials, args.seed, command=command.strip())
+    except UsageError as e:
+        print(f"crosscheck: error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        report.write_json(args.json)
+    failures = format_failures(report)
+    if failures:
+        print(failures + "\n")
+    print(format_summary(report))
+    if args.json:
+        print(f"report: {args.json}")
+    return 0 if report.passed else 1

@@ -1,0 +1,133 @@
+"""A whole crosscheck run: cases x dtypes on one device, under full precision."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass, field
+
+from . import registry
+from .runner import CheckResult, run_case
+
+
+class UsageError(ValueError):
+    """Bad arguments: the CLI exits with status 2 and this message."""
+
+
+def _adapters():
+    from . import adapters
+
+    return adapters.get("torch"), adapters.get("jax")
+
+
+def resolve_device(device: str, torch=None, jax=None) -> str:
+    if device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"`--device` (={device!r}) must be one of auto, cpu, cuda")
+    if device == "cpu":
+        return "cpu"
+    if torch is None:
+        torch, jax = _adapters()
+    t_gpu, j_gpu = torch.has_gpu(), jax.has_gpu()
+    if device == "auto":
+        return "cuda" if t_gpu and j_gpu else "cpu"
+    if not (t_gpu and j_gpu):
+        raise UsageError(
+            f"`--device cuda` needs a GPU that both frameworks see: torch sees {'one' if t_gpu else 'none'}, "
+            f"jax sees {'one' if j_gpu else 'none'} (install the CUDA builds; see README, 'CUDA builds')"
+        )
+    return "cuda"
+
+
+def check_dtypes(dtypes: list[str] | None) -> list[str]:
+    unknown = [d for d in dtypes or [] if d not in registry.DTYPES]
+    if unknown:
+        raise UsageError(f"Unknown dtype: {', '.join(map(repr, unknown))}. Valid names: {', '.join(registry.DTYPES)}")
+    return [d for d in registry.DTYPES if d in dtypes] if dtypes else list(registry.DTYPES)
+
+
+@dataclass
+class Report:
+    results: list[CheckResult]
+    seed: int
+    trials: int
+    device: str
+    command: str
+    versions: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    @property
+    def failures(self) -> list[CheckResult]:
+        return [r for r in self.results if not r.passed]
+
+    def to_dict(self) -> dict:
+        return {
+            "passed": self.passed,
+            "seed": self.seed,
+            "trials": self.trials,
+            "device": self.device,
+            "command": self.command,
+            "versions": self.versions,
+            "checks": [r.to_dict() for r in self.results],
+        }
+
+    def write_json(self, path: str) -> None:
+        with open(path, "w") as f:
+            json.dump(self.to_dict(), f, indent=1, allow_nan=False, default=_json_default)
+            f.write("\n")
+
+
+def _json_default(x):
+    raise TypeError(f"not JSON serialisable: {x!r}")
+
+
+def versions(torch, jax) -> dict:
+    import flax
+    import numpy
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.version(),
+        "jax": jax.version(),
+        "flax": flax.__version__,
+        "numpy": numpy.__version__,
+    }
+
+
+def run(
+    layers: list[str] | None = None,
+    dtypes: list[str] | None = None,
+    device: str = "cpu",
+    trials: int = 8,
+    seed: int = 0,
+    command: str = "",
+    cases: list | None = None,
+    on_case=None,
+) -> Report:
+    """Run every check of the selected cases; `cases` (Case objects) overrides `layers`."""
+    if trials < 1:
+        raise UsageError(f"`--trials` (={trials}) must be at least 1")
+    try:
+        selected = cases if cases is not None else registry.select(layers)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    dtypes = check_dtypes(dtypes)
+    torch, jax = _adapters()
+    device = resolve_device(device, torch, jax)
+    torch.set_device(device)
+    jax.set_device(device)
+    from .precision import full_precision
+
+    results: list[CheckResult] = []
+    with full_precision():
+        for case in selected:
+            for dtype in dtypes:
+                if dtype not in case.dtypes:
+                    continue
+                out = run_case(case, dtype, device, trials, seed, torch, jax)
+                results.extend(out)
+                if on_case:
+                    on_case(case, dtype, out)
+    return Report(results, seed, trials, device, command, versions(torch, jax))
