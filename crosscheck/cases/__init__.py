@@ -1,3 +1,8 @@
 """Case definitions, one module per layer family; importing this package registers them all."""
 
-from . import activation, linear, shape  # noqa: F401
+import importlib
+import pkgutil
+
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+    if not _info.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_info.name}")

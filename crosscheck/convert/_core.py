@@ -71,11 +71,12 @@ def _nnx_set(module, path: str, value) -> None:
     for p in parents:
         obj = obj[int(p)] if p.isdigit() else getattr(obj, p)
     var = obj[int(last)] if last.isdigit() else getattr(obj, last)
-    if var is None or not hasattr(var, "value"):
+    if var is None or not hasattr(var, "get_value"):
         raise ValueError(f"nnx module {type(module).__name__} has no parameter at `{path}`")
-    if tuple(var.value.shape) != tuple(value.shape):
-        raise ValueError(f"`{path}` has shape {tuple(var.value.shape)}, the torch weight gives {tuple(value.shape)}")
-    var.value = jnp.asarray(value, dtype=var.value.dtype)
+    old = var.get_value()
+    if tuple(old.shape) != tuple(value.shape):
+        raise ValueError(f"`{path}` has shape {tuple(old.shape)}, the torch weight gives {tuple(value.shape)}")
+    var.set_value(jnp.asarray(value, dtype=old.dtype))
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
