@@ -170,6 +170,7 @@ class CaseRun:
         stages = {
             "torch": _stage("torch custom vjp", lambda: self._vjp("torch", case.torch_fn)),
             "jax": _stage("jax custom vjp", lambda: self._vjp("jax", case.jax_fn)),
+            "torch plain": _stage("torch custom forward", lambda: self._forward("torch", case.torch_fn)),
             "jax plain": _stage("jax custom forward", lambda: self._forward("jax", case.jax_fn)),
             "torch module": _stage("torch module", lambda: self._module("torch")),
             "jax module": _stage("jax module", lambda: self._module("jax")),
@@ -252,17 +253,19 @@ class CaseRun:
         self.values(check, label, f"torch vs jax{suffix}", t_val, j_val, tol.scaled(2))
 
     def check_forward(self, st):
-        t, j, plain, tm, jm = st["torch"], st["jax"], st["jax plain"], st["torch module"], st["jax module"]
+        """Forward values come from plain forward runs, so a broken backward never fails them."""
+        t, j, plain = st["torch plain"], st["jax plain"], st["jax plain"]
+        vjp_j, tm, jm = st["jax"], st["torch module"], st["jax module"]
         ref_t, ref_j = st["torch ref"], st["jax ref"]
         vtol = tolerance(self.dtype, "values", self.case.tolerances)
         if t.error or j.error or ref_t.error:
             self.error("forward", "-", "torch vs jax", t.error, j.error, ref_t.error)
         else:
-            n = len(t.value[0])
-            if len(j.value[0]) != n:
-                self.error("forward", "-", "torch vs jax", f"torch returns {n} outputs, jax {len(j.value[0])}")
-            for i in range(min(n, len(j.value[0]))):
-                self._pair("forward", self._out_label(i, n), "values", t.value[0][i], j.value[0][i], ref_t.value[0][i])
+            n = len(t.value)
+            if len(j.value) != n:
+                self.error("forward", "-", "torch vs jax", f"torch returns {n} outputs, jax {len(j.value)}")
+            for i in range(min(n, len(j.value))):
+                self._pair("forward", self._out_label(i, n), "values", t.value[i], j.value[i], ref_t.value[0][i])
         if tm.error or jm.error or (tm.value is not None and jm.value is not None):
             if tm.error or jm.error or ref_t.error:
                 self.error("forward", "-", "torch module vs jax module", tm.error, jm.error, ref_t.error)
@@ -270,18 +273,18 @@ class CaseRun:
                 for i, (a, b) in enumerate(zip(tm.value[0], jm.value[0])):
                     o = ref_t.value[0][i][:1]
                     self._pair("forward", self._out_label(i, len(tm.value[0])), "values", a, b, o, " (modules)")
-        if j.error or plain.error:
-            self.error("forward-fwd-rule", "-", "jax f vs fwd primal", j.error, plain.error)
+        if vjp_j.error or plain.error:
+            self.error("forward-fwd-rule", "-", "jax f vs fwd primal", vjp_j.error, plain.error)
         else:
-            for i, (a, b) in enumerate(zip(plain.value, j.value[0])):
+            for i, (a, b) in enumerate(zip(plain.value, vjp_j.value[0])):
                 self.values("forward-fwd-rule", self._out_label(i, len(plain.value)), "jax f vs fwd primal", a, b, vtol)
         if self.low:
             return
-        for side, cust, ref in (("torch", t, ref_t), ("jax", j, ref_j)):
+        for side, cust, ref in (("torch", t, ref_t), ("jax", plain, ref_j)):
             if cust.error or ref.error:
                 self.error("forward-reference", "-", f"{side} custom vs reference", cust.error, ref.error)
                 continue
-            for i, (a, b) in enumerate(zip(ref.value[0], cust.value[0])):
+            for i, (a, b) in enumerate(zip(ref.value[0], cust.value)):
                 self.values("forward-reference", self._out_label(i, len(ref.value[0])), f"{side} reference vs custom", a, b, vtol)
 
     def check_shapes(self, st):

@@ -132,22 +132,43 @@ class _RecordingContext:
         self.materialize_grads = value
 
 
+def _custom_functions() -> list[type]:
+    found, todo = [], [torch.autograd.Function]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            todo.append(sub)
+            if not sub.__module__.startswith("torch."):
+                found.append(sub)
+    return found
+
+
 def record_functions(fn, args) -> list:
-    """Every `(Function class, args)` that `fn(*args)` applies, outside torch's own Functions."""
-    base = torch.autograd.Function
-    original = base.__dict__["apply"]
+    """Every `(Function class, inputs)` that `fn(*args)` applies, outside torch's own Functions.
+
+    Hooks each class's `setup_context` (looked up per call), so it sees Functions however
+    they are reached, `Fn.apply` bound at import time included.
+    """
+    classes = [c for c in _custom_functions() if c.setup_context is not torch.autograd.Function.setup_context]
+    originals = {c: (c.__dict__.get("setup_context"), c.setup_context) for c in classes}
     calls = []
 
-    def recording(cls, *a, **kw):
-        if not cls.__module__.startswith("torch."):
-            calls.append((cls, a))
-        return original.__func__(cls, *a, **kw)
+    def hook(cls, original):
+        def setup_context(ctx, inputs, output):
+            calls.append((cls, tuple(inputs)))
+            return original(ctx, inputs, output)
 
-    base.apply = classmethod(recording)
+        return staticmethod(setup_context)
+
+    for c in classes:
+        c.setup_context = hook(c, originals[c][1])
     try:
         fn(*args)
     finally:
-        base.apply = original
+        for c, (own, _) in originals.items():
+            if own is None:
+                del c.setup_context
+            else:
+                c.setup_context = own
     return calls
 
 

@@ -1,0 +1,92 @@
+"""Planted bugs in Linear's backward."""
+
+from __future__ import annotations
+
+import importlib
+
+from ._core import Mutant, jax_with_bwd, register_mutant, torch_with_backward
+
+
+def _torch(backward):
+    from torch_layers.linear import LinearFunction
+
+    cls = torch_with_backward(LinearFunction, backward)
+    return lambda x, w, b=None: cls.apply(x, w, b)
+
+
+def _jax(bwd):
+    L = importlib.import_module("jax_layers.linear")
+
+    f = jax_with_bwd(L._linear, L._fwd, bwd)
+    return lambda x, k, b=None: f(x, k, b)
+
+
+def weight_grad_transposed():
+    def backward(ctx, g):
+        gi, gw, gb = _base(ctx, g)
+        return gi, gw.mT, gb
+
+    return _torch(backward)
+
+
+def _base(ctx, g):
+    from torch_layers.linear import LinearFunction
+
+    return LinearFunction.backward(ctx, g)
+
+
+def bias_grad_not_summed():
+    def backward(ctx, g):
+        gi, gw, _ = _base(ctx, g)
+        # Forgets to sum over the batch: (..., out) instead of (out,). Autograd sums it
+        # silently; only the raw backward contract sees it.
+        return gi, gw, g.clone()
+
+    return _torch(backward)
+
+
+def backward_raises():
+    def backward(ctx, g):
+        raise RuntimeError("planted: backward not implemented")
+
+    return _torch(backward)
+
+
+def jax_input_grad_sign():
+    L = importlib.import_module("jax_layers.linear")
+
+    def bwd(res, g):
+        gx, gk, gb = L._bwd(res, g)
+        return -gx, gk, gb
+
+    return _jax(bwd)
+
+
+def jax_kernel_grad_from_wrong_input():
+    import jax.numpy as jnp
+
+    L = importlib.import_module("jax_layers.linear")
+
+    def bwd(res, g):
+        x, kernel, bias = res
+        gx, _, gb = L._bwd(res, g)
+        # The kernel gradient built from the cotangent alone: right shape, wrong values.
+        g2 = g.reshape(-1, kernel.shape[1])
+        return gx, jnp.ones((kernel.shape[0], g2.shape[0]), g.dtype) @ g2, gb
+
+    return _jax(bwd)
+
+
+for _name, _side, _make, _expect, _desc in [
+    ("weight-grad-transposed", "torch", weight_grad_transposed, ("grad", "grad-contract", "grad-autodiff", "finite-diff"),
+     "weight gradient returned as (in, out)"),
+    ("bias-grad-not-summed", "torch", bias_grad_not_summed, ("grad-contract",),
+     "bias gradient not summed over the batch"),
+    ("backward-raises", "torch", backward_raises, ("grad", "grad-contract", "grad-autodiff", "finite-diff"),
+     "backward raises"),
+    ("input-grad-sign", "jax", jax_input_grad_sign, ("grad", "grad-autodiff", "finite-diff"),
+     "input gradient with the wrong sign"),
+    ("kernel-grad-wrong-input", "jax", jax_kernel_grad_from_wrong_input, ("grad", "grad-autodiff", "finite-diff"),
+     "kernel gradient computed without the input"),
+]:
+    register_mutant(Mutant(f"linear/{_name}", "linear", _side, _make(), _expect, _desc))
