@@ -31,8 +31,40 @@ def _list() -> str:
     return "\n".join(f"{c.name.ljust(width)}  {c.family:<10}  {c.description}".rstrip() for c in cases)
 
 
+def _mutants_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m crosscheck mutants",
+        description="Run planted backward bugs through the harness; exit 1 if any survives.",
+    )
+    p.add_argument("--only", action="append", metavar="NAME", help="mutant, case or family name (repeatable)")
+    p.add_argument("--dtype", default="float64", help="dtype to run the mutants in (default float64)")
+    p.add_argument("--device", default="cpu", help="auto, cpu or cuda (default cpu)")
+    p.add_argument("--trials", type=int, default=2, help="trials per mutant (default 2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--verbose", action="store_true", help="print each mutant's failure messages")
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    from .mutants._run import format_table, run_mutants, select
+
+    try:
+        mutants = select(args.only)
+        verdicts = run_mutants(mutants, args.dtype, args.device, args.trials, args.seed)
+    except ValueError as e:  # UsageError included
+        print(f"crosscheck: error: {e}", file=sys.stderr)
+        return 2
+    if args.verbose:
+        for v in verdicts:
+            print("\n\n".join(v.messages) + "\n")
+    print(format_table(verdicts))
+    return 0 if all(v.as_expected for v in verdicts) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["mutants"]:
+        return _mutants_main(argv[1:])
     parser = _parser()
     try:
         args = parser.parse_args(argv)

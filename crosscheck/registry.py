@@ -78,6 +78,8 @@ class Case:
     # How parameters move into the nnx module (`crosscheck.convert.ParamMap`); by default
     # each parameter goes to its `jax_name` through its `layout`.
     param_map: Any = None
+    # The CLI words that select this case; mutated cases point at `mutants --only NAME`.
+    selector: str = ""
 
     def module_param_map(self):
         if self.param_map is not None:

@@ -67,7 +67,8 @@ def case_rng(seed: int, case: Case, dtype: str) -> np.random.Generator:
 
 
 def repro_command(case: Case, dtype: str, device: str, seed: int, trials: int) -> str:
-    return f"python -m crosscheck --layer {case.name} --dtype {dtype} --device {device} --seed {seed} --trials {trials}"
+    select = case.selector or f"--layer {case.name}"
+    return f"python -m crosscheck {select} --dtype {dtype} --device {device} --seed {seed} --trials {trials}"
 
 
 class CaseRun:

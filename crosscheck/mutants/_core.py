@@ -37,7 +37,7 @@ class Mutant:
     def apply(self) -> Case:
         case = get(self.case)
         field = {"torch": "torch_fn", "jax": "jax_fn"}[self.side]
-        return case.replace(**{field: self.fn}, name=case.name)
+        return case.replace(**{field: self.fn}, selector=f"mutants --only {self.name}")
 
 
 _MUTANTS: dict[str, Mutant] = {}

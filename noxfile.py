@@ -1,0 +1,47 @@
+"""Sessions: `nox -s crosscheck`, `nox -s tests`, `nox -s mutants`.
+
+Dependencies are declared once, in pyproject.toml; `constraints.txt` pins torch to the CPU
+wheel. With `--no-venv` (`nox --no-venv -s crosscheck`) nothing is installed and the session
+runs in the current environment: a GPU machine that already has CUDA builds of torch and jax.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.needs_version = ">=2024.3.2"
+nox.options.default_venv_backend = "virtualenv"
+nox.options.sessions = ["tests"]
+
+
+def install(session: nox.Session, extras: str = "") -> None:
+    """Install the project (with `extras`), or check the environment under `--no-venv`."""
+    if session.venv_backend == "none":
+        # No virtualenv: session.install would refuse. Run from this checkout (the packages
+        # import from the repository root) with the frameworks already installed.
+        session.log("--no-venv: using the current environment; it needs torch, jax, flax and ml_dtypes")
+        session.run("python", "-c", "import torch, jax, flax, ml_dtypes", silent=True)
+        return
+    target = f".[{extras}]" if extras else "."
+    session.install("-c", "constraints.txt", "-e", target)
+
+
+@nox.session
+def crosscheck(session: nox.Session) -> None:
+    """Run the crosscheck of every layer (arguments go to `python -m crosscheck`)."""
+    install(session)
+    session.run("python", "-m", "crosscheck", *(session.posargs or ["--device", "auto"]))
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite (arguments go to pytest)."""
+    install(session, "test")
+    session.run("python", "-m", "pytest", *(session.posargs or ["-q"]))
+
+
+@nox.session
+def mutants(session: nox.Session) -> None:
+    """Run every planted backward bug through the harness; a survivor fails the session."""
+    install(session)
+    session.run("python", "-m", "crosscheck", "mutants", *session.posargs)

@@ -1,0 +1,91 @@
+"""The command line: exit codes 0/1/2, the JSON report, reproducibility."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from crosscheck import registry
+from crosscheck.cli import main
+from crosscheck.mutants import all_mutants
+
+FAST = ["--dtype", "float64", "--trials", "2", "--device", "cpu"]
+
+
+@pytest.fixture
+def broken_case():
+    """A registered case whose torch backward is wrong (a planted sigmoid bug)."""
+    (m,) = [m for m in all_mutants() if m.name == "sigmoid/derivative-missing-factor"]
+    case = m.apply().replace(name="sigmoid-broken", selector="")
+    registry._REGISTRY[case.name] = case
+    yield case
+    del registry._REGISTRY[case.name]
+
+
+def test_exit_0_when_every_check_passes(capsys):
+    assert main(["--layer", "sigmoid", *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "sigmoid" in out and " 0 failed" in out
+
+
+def test_exit_1_and_report_written_when_a_check_fails(broken_case, tmp_path, capsys):
+    path = tmp_path / "report.json"
+    assert main(["--layer", "sigmoid-broken", "--layer", "reshape", *FAST, "--json", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED sigmoid-broken / float64 / cpu / grad / grad of input (torch vs jax)" in out
+    assert "Reproduce: python -m crosscheck --layer sigmoid-broken --dtype float64 --device cpu --seed 0 --trials 2" in out
+    report = json.loads(path.read_text())
+    assert report["passed"] is False and report["seed"] == 0
+    assert set(report["versions"]) >= {"torch", "jax", "flax", "numpy"}
+    fields = {"layer", "dtype", "device", "check", "tensor", "passed", "max_abs_err", "max_rel_err", "atol", "rtol", "message"}
+    assert all(fields <= set(c) for c in report["checks"])
+    # one failing case does not hide the other
+    assert {c["layer"] for c in report["checks"]} == {"sigmoid-broken", "reshape"}
+    assert all(c["passed"] for c in report["checks"] if c["layer"] == "reshape")
+
+
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["--layer", "nope"], ["Unknown layer: 'nope'", "linear", "sigmoid"]),
+        (["--dtype", "float8"], ["Unknown dtype: 'float8'", "bfloat16"]),
+        (["--trials", "0"], ["`--trials` (=0)"]),
+        (["--device", "tpu"], ["`--device` (='tpu')"]),
+        (["mutants", "--only", "nope"], ["Unknown mutant: 'nope'"]),
+    ],
+    ids=["layer", "dtype", "trials", "device", "mutant"],
+)
+def test_exit_2_on_usage_errors_with_the_valid_names(args, words, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    for w in words:
+        assert w in err
+
+
+def test_cuda_without_gpu_is_a_usage_error(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main(["--device", "cuda", "--layer", "sigmoid"]) == 2
+    assert "`--device cuda` needs a GPU" in capsys.readouterr().err
+
+
+def test_list_names_every_case(capsys):
+    assert main(["--list"]) == 0
+    out = capsys.readouterr().out
+    for case in registry.all_cases():
+        assert case.name in out
+
+
+def test_same_seed_same_report_other_seed_other_draws(tmp_path):
+    paths = [tmp_path / f"{i}.json" for i in range(3)]
+    for p, seed in zip(paths, ["5", "5", "6"]):
+        main(["--layer", "linear", *FAST, "--seed", seed, "--json", str(p)])
+    a, b, c = (json.loads(p.read_text()) for p in paths)
+    assert a.pop("command") != b.pop("command")  # they name different report paths
+    assert a == b
+    errs = lambda r: [x["max_abs_err"] for x in r["checks"]]  # noqa: E731
+    assert errs(a) != errs(c)
+    assert c["seed"] == 6 and "--seed 6" in c["command"]

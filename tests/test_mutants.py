@@ -1,0 +1,61 @@
+"""The harness catches planted backward bugs, in the check one would expect."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from crosscheck.mutants import all_mutants
+from crosscheck.mutants._core import FORWARD_CHECKS
+from crosscheck.mutants._run import run_mutants
+
+MUTANTS = all_mutants()
+
+HEAD = re.compile(r"^FAILED (?P<case>\S+) / (?P<dtype>\w+) / cpu / (?P<check>[\w-]+) / .+ \(.+\)$")
+REPRO = re.compile(r"^  Reproduce: python -m crosscheck mutants --only (?P<name>\S+) --dtype float64 --device cpu --seed 0 --trials 2$")
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.name)
+def test_mutant_is_killed_by_the_expected_check(mutant):
+    (verdict,) = run_mutants([mutant], dtype="float64", device="cpu", trials=2, seed=0)
+    assert verdict.killed, f"{mutant.name} survived every check"
+    assert set(verdict.failed_checks) & set(mutant.expect), (
+        f"{mutant.name} was killed by {verdict.failed_checks}, expected one of {mutant.expect}"
+    )
+    stray = [c for c in verdict.failed_checks if c in FORWARD_CHECKS and c not in mutant.expect]
+    assert not stray, f"a backward bug failed forward checks {stray}"
+    for message in verdict.messages:
+        lines = message.splitlines()
+        head = HEAD.match(lines[0])
+        assert head and head["case"] == mutant.case, lines[0]
+        repro = REPRO.match(lines[-1])
+        assert repro and repro["name"] == mutant.name, lines[-1]
+
+
+def _messages(name):
+    (mutant,) = [m for m in MUTANTS if m.name == name]
+    (verdict,) = run_mutants([mutant])
+    return verdict.messages
+
+
+def test_value_mismatch_message_has_the_fixed_shape():
+    (msg,) = [m for m in _messages("linear/input-grad-sign") if "/ grad / grad of input (torch vs jax)" in m]
+    lines = msg.splitlines()
+    assert lines[0] == "FAILED linear / float64 / cpu / grad / grad of input (torch vs jax)"
+    assert re.fullmatch(r"  Mismatched elements: \d+ / 56 \(\d+\.\d%\)", lines[1]), lines[1]
+    assert re.fullmatch(r"  Greatest absolute difference: \S+ at index \(trial \d, \d, 0, \d\) \(up to \S+ allowed\)", lines[2]), lines[2]
+    assert re.fullmatch(r"  Greatest relative difference: \S+ at index \(trial \d, \d, 0, \d\) \(up to \S+ allowed\)", lines[3]), lines[3]
+
+
+def test_shape_mismatch_and_raising_backward_are_named():
+    msgs = "\n".join(_messages("linear/weight-grad-transposed"))
+    assert "MutantLinearFunction.backward gradient 1: shape (7, 5) torch.float64, input has shape (5, 7)" in msgs
+    msgs = "\n".join(_messages("linear/backward-raises"))
+    assert "RuntimeError: planted: backward not implemented" in msgs
+
+
+def test_broadcast_gradient_is_caught_only_by_the_raw_contract():
+    msgs = _messages("linear/bias-grad-not-summed")
+    assert len(msgs) == 1 and "/ grad-contract /" in msgs[0]
+    assert "gradient 2: shape (4, 1, 5) torch.float64, input has shape (5,)" in msgs[0]
