@@ -10,6 +10,8 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
+import functools  # noqa: E402
+
 import jax.numpy as jnp  # noqa: E402
 import ml_dtypes  # noqa: E402
 import numpy as np  # noqa: E402
@@ -19,6 +21,27 @@ DTYPES = {"float64": np.float64, "float32": np.float32, "bfloat16": ml_dtypes.bf
 
 def _as_tuple(out):
     return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+# One jitted program per (function, differentiable positions): repeated runs of a case (other
+# dtypes trace anew inside jit, other trials counts too) never rebuild the Python wrapper, and
+# jit's own cache skips tracing when shapes and dtypes repeat.
+@functools.lru_cache(maxsize=None)
+def _forward_program(fn):
+    return jax.jit(jax.vmap(lambda *a: _as_tuple(fn(*a))))
+
+
+@functools.lru_cache(maxsize=None)
+def _vjp_program(fn, idx: tuple[int, ...]):
+    def per_trial(primals, others, cts):
+        def f(*p):
+            a = {**others, **dict(zip(idx, p))}
+            return _as_tuple(fn(*(a[i] for i in range(len(a)))))
+
+        out, vjp_fn = jax.vjp(f, *primals)
+        return out, vjp_fn(tuple(cts))
+
+    return jax.jit(jax.vmap(per_trial))
 
 
 class JaxAdapter:
@@ -67,23 +90,14 @@ class JaxAdapter:
 
     def forward(self, fn, args: list) -> tuple:
         """`fn` over the trial axis of every arg; for a custom_vjp this is the undecorated path."""
-        outs = jax.jit(jax.vmap(lambda *a: _as_tuple(fn(*a))))(*args)
+        outs = _forward_program(fn)(*args)
         return tuple(self.to_numpy(o) for o in outs)
 
     def vjp(self, fn, args: list, diff: list[bool], cts: list):
         """Outputs (from the fwd rule) and VJPs of `fn` over trials; see TorchAdapter.vjp."""
         idx = [i for i, d in enumerate(diff) if d]
-
-        def per_trial(primals, others, cts):
-            def f(*p):
-                a = {**others, **dict(zip(idx, p))}
-                return _as_tuple(fn(*(a[i] for i in range(len(a)))))
-
-            out, vjp_fn = jax.vjp(f, *primals)
-            return out, vjp_fn(tuple(cts))
-
         others = {i: a for i, (a, d) in enumerate(zip(args, diff)) if not d}
-        outs, grads = jax.jit(jax.vmap(per_trial))(tuple(args[i] for i in idx), others, tuple(cts))
+        outs, grads = _vjp_program(fn, tuple(idx))(tuple(args[i] for i in idx), others, tuple(cts))
         full = [None] * len(args)
         for i, g in zip(idx, grads):
             full[i] = g
