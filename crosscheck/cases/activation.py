@@ -1,59 +1,107 @@
-"""Cases for elementwise activations."""
+"""Cases for elementwise activations.
+
+Every option is passed explicitly on both sides: the frameworks' defaults differ (`gelu`'s
+`approximate`, `softplus`'s `threshold`). Kinked functions draw inputs away from their kinks.
+"""
 
 from __future__ import annotations
 
+from ..draw import away_from, normal
 from ..registry import Case, Tensor, register
 
-
-def _module(name):
-    def torch_module(dtype, device):
-        import torch_layers
-
-        return getattr(torch_layers, name)()
-
-    def jax_module(dtype):
-        import jax_layers
-
-        return getattr(jax_layers, name)()
-
-    return torch_module, jax_module
+# Finite differences step about 6e-6; a margin of 0.1 also survives bfloat16 rounding.
+MARGIN = 0.1
 
 
-def sigmoid_torch(x):
-    import torch_layers
+def _case(name, shape, torch_call, jax_call, torch_module, jax_module, draw=normal(), description=""):
+    """`torch_call = (module, function, kwargs)` with module "torch" or "F"; `jax_call = (function, kwargs)`."""
+    t_mod, t_name, t_kw = torch_call
+    j_name, j_kw = jax_call
 
-    return torch_layers.sigmoid(x)
+    def torch_fn(x):
+        from torch_layers import activation
 
+        return getattr(activation, t_name)(x, **t_kw)
 
-def sigmoid_torch_ref(x):
-    import torch
+    def torch_ref(x):
+        import torch
+        import torch.nn.functional as F
 
-    return torch.sigmoid(x)
+        return getattr({"torch": torch, "F": F}[t_mod], t_name)(x, **t_kw)
 
+    def jax_fn(x):
+        from jax_layers import activation
 
-def sigmoid_jax(x):
-    import jax_layers
+        return getattr(activation, j_name)(x, **j_kw)
 
-    return jax_layers.sigmoid(x)
+    def jax_ref(x):
+        import jax
 
+        if j_name == "softplus":  # jax.nn.softplus has neither `beta` nor `threshold`
+            beta, threshold = j_kw["beta"], j_kw["threshold"]
+            return jax.numpy.where(beta * x > threshold, x, jax.nn.softplus(beta * x) / beta)
+        return getattr(jax.nn, j_name)(x, **j_kw)
 
-def sigmoid_jax_ref(x):
-    import jax
+    def make_torch_module(dtype, device):
+        from torch_layers import activation
 
-    return jax.nn.sigmoid(x)
+        cls, kw = torch_module
+        return getattr(activation, cls)(**kw)
 
+    def make_jax_module(dtype):
+        from jax_layers import activation
 
-_torch_module, _jax_module = _module("Sigmoid")
-register(
-    Case(
-        name="sigmoid",
-        family="activation",
-        inputs=(Tensor("input", (3, 1, 6)),),
-        torch_fn=sigmoid_torch,
-        torch_ref=sigmoid_torch_ref,
-        jax_fn=sigmoid_jax,
-        jax_ref=sigmoid_jax_ref,
-        torch_module=_torch_module,
-        jax_module=_jax_module,
+        cls, kw = jax_module
+        return getattr(activation, cls)(**kw)
+
+    return register(
+        Case(
+            name=name,
+            family="activation",
+            inputs=(Tensor("input", shape, draw=draw),),
+            torch_fn=torch_fn,
+            torch_ref=torch_ref,
+            jax_fn=jax_fn,
+            jax_ref=jax_ref,
+            torch_module=make_torch_module,
+            jax_module=make_jax_module,
+            description=description or f"{shape}",
+        )
     )
-)
+
+
+def _simple(name, shape, torch_mod, cls, draw=normal()):
+    _case(name, shape, (torch_mod, name, {}), (name, {}), (cls, {}), (cls, {}), draw)
+
+
+_simple("sigmoid", (3, 1, 6), "torch", "Sigmoid")
+# Scale 2 reaches the saturated tails, where 1 - y^2 loses digits.
+_simple("tanh", (2, 5, 1), "torch", "Tanh", draw=normal(2.0))
+_simple("relu", (4, 1, 3), "F", "ReLU", draw=away_from((0.0,), MARGIN))
+_simple("silu", (1, 3, 5), "F", "SiLU", draw=normal(3.0))
+
+_case("leaky_relu", (3, 4, 1), ("F", "leaky_relu", {}), ("leaky_relu", {}), ("LeakyReLU", {}), ("LeakyReLU", {}),
+      draw=away_from((0.0,), MARGIN), description="default slope 0.01")
+_case("leaky_relu-slope", (2, 1, 5), ("F", "leaky_relu", {"negative_slope": 0.3}),
+      ("leaky_relu", {"negative_slope": 0.3}), ("LeakyReLU", {"negative_slope": 0.3}),
+      ("LeakyReLU", {"negative_slope": 0.3}), draw=away_from((0.0,), MARGIN), description="negative_slope=0.3")
+
+_case("elu", (5, 1, 2), ("F", "elu", {}), ("elu", {}), ("ELU", {}), ("ELU", {}),
+      draw=away_from((0.0,), MARGIN, scale=2.0), description="alpha=1")
+_case("elu-alpha", (1, 4, 3), ("F", "elu", {"alpha": 0.7}), ("elu", {"alpha": 0.7}), ("ELU", {"alpha": 0.7}),
+      ("ELU", {"alpha": 0.7}), draw=away_from((0.0,), MARGIN, scale=2.0), description="alpha=0.7")
+
+_case("gelu", (3, 1, 4), ("F", "gelu", {"approximate": "none"}), ("gelu", {"approximate": False}),
+      ("GELU", {"approximate": "none"}), ("GELU", {"approximate": False}), draw=normal(2.0), description="exact (erf)")
+_case("gelu-tanh", (2, 3, 1), ("F", "gelu", {"approximate": "tanh"}), ("gelu", {"approximate": True}),
+      ("GELU", {"approximate": "tanh"}), ("GELU", {"approximate": True}), draw=normal(2.0),
+      description="tanh approximation")
+
+_case("softplus", (4, 1, 5), ("F", "softplus", {}), ("softplus", {"beta": 1.0, "threshold": 20.0}),
+      ("Softplus", {}), ("Softplus", {"beta": 1.0, "threshold": 20.0}), draw=normal(3.0),
+      description="beta=1, threshold=20")
+# beta x crosses the threshold 3 at x = 1.5: draws fall on both sides, never at the jump.
+_case("softplus-beta", (3, 5, 1), ("F", "softplus", {"beta": 2.0, "threshold": 3.0}),
+      ("softplus", {"beta": 2.0, "threshold": 3.0}), ("Softplus", {"beta": 2.0, "threshold": 3.0}),
+      ("Softplus", {"beta": 2.0, "threshold": 3.0}), draw=away_from((1.5,), MARGIN, scale=2.0),
+      description="beta=2, threshold=3, inputs on both sides of the switch")
