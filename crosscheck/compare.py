@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .diagnose import hints_under, shape_hint, value_hints
+
 # Unit roundoff per dtype (half the gap between 1 and the next float).
 UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "bfloat16": 2.0**-8, "float16": 2.0**-11}
 
@@ -66,18 +68,18 @@ def _index(flat: int, shape: tuple[int, ...]) -> str:
     return "(trial " + ", ".join(str(int(i)) for i in idx) + ")" if len(idx) > 1 else f"(trial {int(idx[0])})"
 
 
-def compare(expected, actual, tol: Tolerance, *, scaled: bool = True) -> Comparison:
+def compare(expected, actual, tol: Tolerance, *, scaled: bool = True, names: tuple[str, str] | None = None) -> Comparison:
     """Compare two arrays of the same intended shape, element by element.
 
     With `scaled=False` the absolute tolerance is used as given, not times the scale.
+    `names` (expected's, actual's) are used in the hints.
     """
     expected = np.asarray(expected, dtype=np.float64)
     actual = np.asarray(actual, dtype=np.float64)
     if expected.shape != actual.shape:
-        return Comparison(
-            False, np.inf, np.inf, np.inf, tol.atol, tol.rtol,
-            [f"Shape mismatch: expected {expected.shape[1:]}, actual {actual.shape[1:]} (per trial)"],
-        )
+        lines = [f"Shape mismatch: expected {expected.shape[1:]}, actual {actual.shape[1:]} (per trial)"]
+        hint = shape_hint(expected.shape[1:], actual.shape[1:])
+        return Comparison(False, np.inf, np.inf, np.inf, tol.atol, tol.rtol, lines + hints_under([hint] if hint else []))
     finite = np.isfinite(expected)
     scale = float(np.sqrt(np.mean(np.square(expected[finite])))) if finite.any() else 0.0
     atol = tol.atol * (scale if scaled and scale > 0 else 1.0)
@@ -106,4 +108,5 @@ def compare(expected, actual, tol: Tolerance, *, scaled: bool = True) -> Compari
         if nan_only.any():
             first = _index(int(np.flatnonzero(nan_only)[0]), diff.shape)
             lines.append(f"NaN on one side only: {int(nan_only.sum())} elements, first at index {first}")
+        lines += hints_under(value_hints(expected, actual, bad, names or ("expected", "actual")))
     return Comparison(k == 0, max_abs, max_rel, ratio, atol, tol.rtol, lines)

@@ -95,7 +95,9 @@ class CaseRun:
         )
 
     def values(self, check, tensor, compared, expected, actual, tol: Tolerance, *, scaled=True, note=()):
-        cmp = compare(expected, actual, tol, scaled=scaled)
+        """`compared` reads "<expected> vs <actual>"; hints name the two sides that way."""
+        names = compared.split(" (")[0].split(" vs ")
+        cmp = compare(expected, actual, tol, scaled=scaled, names=tuple(names) if len(names) == 2 else None)
         self._record(check, tensor, compared, cmp.passed, cmp, [*note, *cmp.lines] if cmp.lines else [])
 
     def error(self, check, tensor, compared, *errors: str | None):
@@ -248,8 +250,8 @@ class CaseRun:
         if not self.low:
             self.values(check, label, f"torch vs jax{suffix}", t_val, j_val, tol)
             return
-        self.values(check, label, f"torch vs float64 oracle{suffix}", o_val, t_val, tol)
-        self.values(check, label, f"jax vs float64 oracle{suffix}", o_val, j_val, tol)
+        self.values(check, label, f"float64 oracle vs torch{suffix}", o_val, t_val, tol)
+        self.values(check, label, f"float64 oracle vs jax{suffix}", o_val, j_val, tol)
         # Each side is within `tol` of the oracle, so within twice that of each other.
         self.values(check, label, f"torch vs jax{suffix}", t_val, j_val, tol.scaled(2))
 
@@ -286,7 +288,7 @@ class CaseRun:
                 self.error("forward-reference", "-", f"{side} custom vs reference", cust.error, ref.error)
                 continue
             for i, (a, b) in enumerate(zip(ref.value[0], cust.value)):
-                self.values("forward-reference", self._out_label(i, len(ref.value[0])), f"{side} reference vs custom", a, b, vtol)
+                self.values("forward-reference", self._out_label(i, len(ref.value[0])), f"{side} reference vs {side} custom", a, b, vtol)
 
     def check_shapes(self, st):
         case, dtype = self.case, self.dtype
@@ -357,7 +359,7 @@ class CaseRun:
             for i, tensor in enumerate(case.tensors):
                 a, b = ref.value[1][i], cust.value[1][i]
                 if tensor.differentiable and a is not None and b is not None:
-                    self.values("grad-autodiff", f"grad of {tensor.name}", f"{side} autodiff vs custom", a, b, gtol)
+                    self.values("grad-autodiff", f"grad of {tensor.name}", f"{side} autodiff vs {side} custom", a, b, gtol)
 
     def check_finite_differences(self, side, custom: Outcome):
         """Directional derivative of `L = sum(ct * f)` along a random unit `v`, per trial.
@@ -367,7 +369,7 @@ class CaseRun:
         Both are measured against `A = sum |ct| (1 + |f|)`, the size of the terms in `L`, and
         the bound allows ten times their sum.
         """
-        label = f"{side} custom vs central difference"
+        label = f"central difference vs {side} custom"
         if custom.error:
             self.error("finite-diff", "-", label, custom.error)
             return

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..diagnose import shape_hint
+
 framework_name = "torch"
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -206,4 +208,7 @@ def backward_contract(cls, args, rng: np.random.Generator) -> list[str]:
                 f"{name}.backward gradient {i}: shape {tuple(g.shape)} {g.dtype}, "
                 f"input has shape {tuple(a.shape)} {a.dtype}"
             )
+            hint = shape_hint(tuple(a.shape), tuple(g.shape))
+            if hint:
+                problems.append(f"Hint: {hint}")
     return problems

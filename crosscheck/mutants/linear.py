@@ -77,6 +77,55 @@ def jax_kernel_grad_from_wrong_input():
     return _jax(bwd)
 
 
+def input_grad_doubled():
+    def backward(ctx, g):
+        gi, gw, gb = _base(ctx, g)
+        return 2 * gi, gw, gb  # a factor of 2 from a misread `d(x^2)` rule
+
+    return _torch(backward)
+
+
+def input_grad_last_row_dropped():
+    def backward(ctx, g):
+        gi, gw, gb = _base(ctx, g)
+        # An off-by-one loop bound: the last batch row never gets its gradient.
+        return gi.index_fill(0, torch_arange_last(gi), 0.0), gw, gb
+
+    return _torch(backward)
+
+
+def torch_arange_last(t):
+    import torch
+
+    return torch.tensor([t.shape[0] - 1], device=t.device)
+
+
+def jax_kernel_grad_zero():
+    import jax.numpy as jnp
+
+    L = importlib.import_module("jax_layers.linear")
+
+    def bwd(res, g):
+        gx, gk, gb = L._bwd(res, g)
+        return gx, jnp.zeros_like(gk), gb  # a stub left in place
+
+    return _jax(bwd)
+
+
+def jax_input_grad_nan():
+    import jax.numpy as jnp
+
+    L = importlib.import_module("jax_layers.linear")
+
+    def bwd(res, g):
+        x = res[0]
+        gx, gk, gb = L._bwd(res, g)
+        # sqrt(x)^2 / x "simplified" wrongly: NaN wherever the input is negative.
+        return gx * jnp.sqrt(x) ** 2 / x, gk, gb
+
+    return _jax(bwd)
+
+
 for _name, _side, _make, _expect, _desc in [
     ("weight-grad-transposed", "torch", weight_grad_transposed, ("grad", "grad-contract", "grad-autodiff", "finite-diff"),
      "weight gradient returned as (in, out)"),
@@ -88,5 +137,13 @@ for _name, _side, _make, _expect, _desc in [
      "input gradient with the wrong sign"),
     ("kernel-grad-wrong-input", "jax", jax_kernel_grad_from_wrong_input, ("grad", "grad-autodiff", "finite-diff"),
      "kernel gradient computed without the input"),
+    ("input-grad-doubled", "torch", input_grad_doubled, ("grad", "grad-autodiff", "finite-diff"),
+     "input gradient twice too large"),
+    ("input-grad-last-row-dropped", "torch", input_grad_last_row_dropped, ("grad", "grad-autodiff", "finite-diff"),
+     "input gradient of the last batch row left at zero"),
+    ("kernel-grad-zero", "jax", jax_kernel_grad_zero, ("grad", "grad-autodiff", "finite-diff"),
+     "kernel gradient left at zero"),
+    ("input-grad-nan", "jax", jax_input_grad_nan, ("grad", "grad-autodiff", "finite-diff"),
+     "input gradient NaN where the input is negative"),
 ]:
     register_mutant(Mutant(f"linear/{_name}", "linear", _side, _make(), _expect, _desc))
