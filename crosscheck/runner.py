@@ -324,7 +324,8 @@ class CaseRun:
             if not calls:
                 return ["no autograd.Function was applied by the custom forward"]
             rng = np.random.default_rng([self.seed, 1])
-            return [p for cls, a in calls for p in backward_contract(cls, a, rng)]
+            tol = tolerance(self.dtype, "grads", self.case.tolerances)
+            return [p for cls, a in calls for p in backward_contract(cls, a, rng, tol.rtol, tol.atol)]
 
         out = _stage("torch raw backward", contract)
         if out.error:

@@ -174,13 +174,7 @@ def record_functions(fn, args) -> list:
     return calls
 
 
-def backward_contract(cls, args, rng: np.random.Generator) -> list[str]:
-    """Call `cls.backward` directly and list how its raw output breaks the contract.
-
-    Autograd silently sums a gradient that is broadcastable to its input, so a bias gradient
-    of shape `(N, out)` passes every check that reads `.grad`; this one sees it.
-    """
-    needs = tuple(isinstance(a, torch.Tensor) and a.is_floating_point() for a in args)
+def _raw_backward(cls, args, needs, ct_draw):
     ctx = _RecordingContext(needs)
     with torch.no_grad():
         if cls.setup_context is not torch.autograd.Function.setup_context:
@@ -188,22 +182,38 @@ def backward_contract(cls, args, rng: np.random.Generator) -> list[str]:
             cls.setup_context(ctx, args, out)
         else:
             out = cls.forward(ctx, *args)
-        outs = _as_tuple(out)
-        cts = [
-            torch.from_numpy(rng.standard_normal(tuple(o.shape))).to(o.device, o.dtype) if o.is_floating_point() else None
-            for o in outs
-        ]
-        grads = _as_tuple(cls.backward(ctx, *cts))
+        cts = [ct_draw(o) if o.is_floating_point() else None for o in _as_tuple(out)]
+        return _as_tuple(cls.backward(ctx, *cts))
+
+
+def backward_contract(cls, args, rng: np.random.Generator, rtol: float, atol: float) -> list[str]:
+    """Call `cls.backward` directly and list how its raw output breaks the contract.
+
+    Autograd silently sums a gradient that is broadcastable to its input, so a bias gradient
+    of shape `(N, out)` passes every check that reads `.grad`; this one sees it. Then each
+    differentiable input alone gets `needs_input_grad`, so a branch that skips or miscomputes
+    a gradient when the others are not needed is exercised too.
+    """
+    needs = tuple(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
+    seed = int(rng.integers(2**32))
+
+    def run(pattern):
+        draw = np.random.default_rng(seed)  # the same cotangents for every pattern
+        return _raw_backward(
+            cls, args, pattern, lambda o: torch.from_numpy(draw.standard_normal(tuple(o.shape))).to(o.device, o.dtype)
+        )
+
     name = cls.__name__
+    grads = run(needs)
     if len(grads) != len(args):
         return [f"{name}.backward returned {len(grads)} gradients for {len(args)} forward inputs"]
     problems = []
     for i, (a, g, need) in enumerate(zip(args, grads, needs)):
-        if g is None:
+        if g is None or not need:
+            if g is not None and not isinstance(a, torch.Tensor):
+                problems.append(f"{name}.backward returned a gradient at position {i} for a non-tensor input")
             continue
-        if not need:
-            problems.append(f"{name}.backward returned a gradient at position {i} for a non-differentiable input")
-        elif tuple(g.shape) != tuple(a.shape) or g.dtype != a.dtype:
+        if tuple(g.shape) != tuple(a.shape) or g.dtype != a.dtype:
             problems.append(
                 f"{name}.backward gradient {i}: shape {tuple(g.shape)} {g.dtype}, "
                 f"input has shape {tuple(a.shape)} {a.dtype}"
@@ -211,4 +221,20 @@ def backward_contract(cls, args, rng: np.random.Generator) -> list[str]:
             hint = shape_hint(tuple(a.shape), tuple(g.shape))
             if hint:
                 problems.append(f"Hint: {hint}")
+    if problems or sum(needs) < 2:
+        return problems
+    for i in [i for i, n in enumerate(needs) if n]:
+        alone = run(tuple(j == i for j in range(len(args))))
+        if len(alone) != len(args):
+            problems.append(f"{name}.backward returned {len(alone)} gradients when only input {i} needs one")
+        elif alone[i] is None and grads[i] is not None:
+            problems.append(f"{name}.backward returned None for gradient {i} when only input {i} needs one")
+        elif alone[i] is not None and grads[i] is not None:
+            a, b = alone[i].double(), grads[i].double()
+            if a.shape != b.shape or not torch.allclose(a, b, rtol=rtol, atol=atol * float(b.square().mean().sqrt())):
+                err = (a - b).abs().max().item() if a.shape == b.shape else float("inf")
+                problems.append(
+                    f"{name}.backward gradient {i} differs when only input {i} needs one "
+                    f"(greatest absolute difference {err:.3g})"
+                )
     return problems

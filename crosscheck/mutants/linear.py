@@ -94,6 +94,17 @@ def input_grad_last_row_dropped():
     return _torch(backward)
 
 
+def bias_grad_only_with_weight():
+    def backward(ctx, g):
+        from torch_layers.linear import LinearFunction
+
+        full = LinearFunction.backward(ctx, g)
+        # The bias gradient computed inside the weight branch: lost when only bias needs it.
+        return full[0], full[1], full[2] if ctx.needs_input_grad[1] else None
+
+    return _torch(backward)
+
+
 def torch_arange_last(t):
     import torch
 
@@ -137,6 +148,8 @@ for _name, _side, _make, _expect, _desc in [
      "input gradient with the wrong sign"),
     ("kernel-grad-wrong-input", "jax", jax_kernel_grad_from_wrong_input, ("grad", "grad-autodiff", "finite-diff"),
      "kernel gradient computed without the input"),
+    ("bias-grad-only-with-weight", "torch", bias_grad_only_with_weight, ("grad-contract",),
+     "bias gradient skipped unless the weight needs a gradient too"),
     ("input-grad-doubled", "torch", input_grad_doubled, ("grad", "grad-autodiff", "finite-diff"),
      "input gradient twice too large"),
     ("input-grad-last-row-dropped", "torch", input_grad_last_row_dropped, ("grad", "grad-autodiff", "finite-diff"),

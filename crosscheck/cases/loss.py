@@ -1,0 +1,170 @@
+"""Cases for losses: cross entropy (torch `(N, C, d...)` <-> JAX channels-last) and MSE.
+
+Class weights are constants of the case, chosen exactly representable in bfloat16, so every
+dtype and the float64 oracle see the same weights. Targets are class indices (not
+differentiable) with `ignore_index` drawn among them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..layout import IDENTITY, permute
+from ..registry import Case, Tensor, register
+
+CLASS_WEIGHTS = (0.5, 1.25, 2.0, 0.75, 1.5)
+
+
+def _labels(n_classes: int, ignore_index: int | None):
+    """Class indices; with `ignore_index`, each trial has it at least once and one counted target."""
+
+    def draw(rng, shape):
+        y = rng.integers(0, n_classes, shape)
+        if ignore_index is None:
+            return y
+        y = np.where(rng.random(shape) < 0.3, ignore_index, y)
+        flat = y.reshape(shape[0], -1)
+        flat[:, -1] = ignore_index
+        first = rng.integers(0, n_classes, shape[0])
+        flat[:, 0] = np.where(first == ignore_index, (first + 1) % n_classes, first)
+        return flat.reshape(shape)
+
+    return draw
+
+
+def _ce_case(name, shape, *, reduction="mean", weight=False, label_smoothing=0.0, ignore_index=-100, draw_ignored=True):
+    n_classes = shape[0] if len(shape) == 1 else shape[1]
+    w = CLASS_WEIGHTS[:n_classes] if weight else None
+    opts = {"reduction": reduction, "label_smoothing": label_smoothing, "ignore_index": ignore_index}
+    target_shape = () if len(shape) == 1 else (shape[0], *shape[2:])
+    # Classes move last for JAX: (N, C, d1, ...) -> (N, d1, ..., C).
+    layout = IDENTITY if len(shape) <= 2 else permute(0, *range(2, len(shape)), 1)
+
+    def torch_fn(input, target):
+        import torch
+
+        from torch_layers.loss import cross_entropy
+
+        cw = None if w is None else torch.tensor(w, dtype=input.dtype, device=input.device)
+        return cross_entropy(input, target, cw, **opts)
+
+    def torch_ref(input, target):
+        import torch
+        import torch.nn.functional as F
+
+        cw = None if w is None else torch.tensor(w, dtype=input.dtype, device=input.device)
+        return F.cross_entropy(input, target, cw, **opts)
+
+    def jax_fn(logits, labels):
+        import jax.numpy as jnp
+
+        from jax_layers.loss import cross_entropy
+
+        cw = None if w is None else jnp.asarray(w, logits.dtype)
+        return cross_entropy(logits, labels, weight=cw, **opts)
+
+    def jax_ref(logits, labels):
+        import jax
+        import jax.numpy as jnp
+
+        log_p = jax.nn.log_softmax(logits, axis=-1)
+        cw = jnp.ones(n_classes, logits.dtype) if w is None else jnp.asarray(w, logits.dtype)
+        kept = labels != ignore_index
+        safe = jnp.where(kept, labels, 0)
+        nll = -jnp.take_along_axis(log_p, safe[..., None], axis=-1)[..., 0] * cw[safe]
+        smooth = -jnp.sum(log_p * cw, axis=-1)
+        loss = jnp.where(kept, (1 - label_smoothing) * nll + label_smoothing / n_classes * smooth, 0)
+        if reduction == "mean":
+            return jnp.sum(loss) / jnp.sum(jnp.where(kept, cw[safe], 0))
+        return jnp.sum(loss) if reduction == "sum" else loss
+
+    def torch_module(dtype, device):
+        import torch
+
+        from torch_layers.loss import CrossEntropyLoss
+
+        cw = None if w is None else torch.tensor(w, dtype=dtype, device=device)
+        return CrossEntropyLoss(cw, **opts)
+
+    def jax_module(dtype):
+        import jax.numpy as jnp
+
+        from jax_layers.loss import CrossEntropyLoss
+
+        return CrossEntropyLoss(weight=None if w is None else jnp.asarray(w, dtype), **opts)
+
+    return Case(
+        name=name,
+        family="loss",
+        inputs=(
+            Tensor("input", shape, layout=layout),
+            Tensor("target", target_shape, kind="int", differentiable=False,
+                   draw=_labels(n_classes, ignore_index if draw_ignored else None)),
+        ),
+        torch_fn=torch_fn,
+        torch_ref=torch_ref,
+        jax_fn=jax_fn,
+        jax_ref=jax_ref,
+        torch_module=torch_module,
+        jax_module=jax_module,
+        description=f"logits {shape}, {reduction}, weight={w is not None}, "
+        f"label_smoothing={label_smoothing}, ignore_index={ignore_index}",
+    )
+
+
+def _mse_case(name, shape, reduction):
+    def torch_fn(input, target):
+        from torch_layers.loss import mse_loss
+
+        return mse_loss(input, target, reduction=reduction)
+
+    def torch_ref(input, target):
+        import torch.nn.functional as F
+
+        return F.mse_loss(input, target, reduction=reduction)
+
+    def jax_fn(x, target):
+        from jax_layers.loss import mse_loss
+
+        return mse_loss(x, target, reduction=reduction)
+
+    def jax_ref(x, target):
+        import jax.numpy as jnp
+
+        loss = jnp.square(x - target)
+        return {"mean": jnp.mean, "sum": jnp.sum, "none": lambda a: a}[reduction](loss)
+
+    def torch_module(dtype, device):
+        from torch_layers.loss import MSELoss
+
+        return MSELoss(reduction=reduction)
+
+    def jax_module(dtype):
+        from jax_layers.loss import MSELoss
+
+        return MSELoss(reduction=reduction)
+
+    return Case(
+        name=name,
+        family="loss",
+        inputs=(Tensor("input", shape), Tensor("target", shape)),
+        torch_fn=torch_fn,
+        torch_ref=torch_ref,
+        jax_fn=jax_fn,
+        jax_ref=jax_ref,
+        torch_module=torch_module,
+        jax_module=jax_module,
+        description=f"{shape}, {reduction}",
+    )
+
+
+register(_ce_case("cross_entropy", (6, 4)))
+# Weighted mean over a spatial dim: divides by the summed weights of the counted targets.
+register(_ce_case("cross_entropy-weighted", (5, 4, 3), weight=True, label_smoothing=0.2))
+# An in-range ignore_index: that class's targets drop out, its logits still get gradient.
+register(_ce_case("cross_entropy-sum", (7, 3), reduction="sum", weight=True, label_smoothing=0.1, ignore_index=1))
+register(_ce_case("cross_entropy-none", (2, 5, 1, 3), reduction="none", weight=True, label_smoothing=0.3))
+register(_ce_case("cross_entropy-unbatched", (5,), label_smoothing=0.15, draw_ignored=False))
+register(_mse_case("mse", (3, 1, 4), "mean"))
+register(_mse_case("mse-sum", (2, 5), "sum"))
+register(_mse_case("mse-none", (1, 6), "none"))

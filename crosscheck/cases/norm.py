@@ -1,0 +1,302 @@
+"""Cases for the normalization layers: LayerNorm, RMSNorm, GroupNorm, BatchNorm (train and eval).
+
+torch's `weight (*normalized_shape)` is Flax's flat `scale`; GroupNorm and BatchNorm inputs are
+NCHW on torch and NHWC on JAX. Each case sets the same epsilon on both sides (torch defaults to
+1e-5, Flax's LayerNorm and RMSNorm to 1e-6). Inputs are standard normal over at least three
+elements per statistic, so no variance is degenerate.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .. import draw
+from ..convert.norm import BATCH_NORM, flat
+from ..layout import IDENTITY, permute
+from ..registry import Case, Tensor, register
+
+# torch (N, C, *spatial) -> JAX (N, *spatial, C), by rank.
+CHANNELS_LAST = {3: permute(0, 2, 1), 4: permute(0, 2, 3, 1)}
+
+
+def _affine_params(shape, weight=True, bias=True, layout=IDENTITY):
+    out = (Tensor("weight", shape, layout=layout, jax_name="scale"),) if weight else ()
+    return out + ((Tensor("bias", shape, layout=layout, jax_name="bias"),) if bias else ())
+
+
+def _split(params, weight, bias):
+    """`(weight, bias)` from the trailing params, None where a case has none."""
+    it = iter(params)
+    return (next(it) if weight else None), (next(it) if bias else None)
+
+
+def _layer_norm_case(name, batch, shape, eps=1e-5, affine=True, bias=True):
+    axes = tuple(range(-len(shape), 0))
+    has_w, has_b = affine, affine and bias
+
+    def torch_fn(x, *p):
+        from torch_layers.norm import layer_norm
+
+        return layer_norm(x, shape, *_split(p, has_w, has_b), eps=eps)
+
+    def torch_ref(x, *p):
+        import torch.nn.functional as F
+
+        return F.layer_norm(x, shape, *_split(p, has_w, has_b), eps=eps)
+
+    def jax_fn(x, *p):
+        from jax_layers.norm import layer_norm
+
+        return layer_norm(x, *_split(p, has_w, has_b), epsilon=eps, reduction_axes=axes, feature_axes=axes)
+
+    def jax_ref(x, *p):
+        import jax
+
+        w, b = _split(p, has_w, has_b)
+        y = jax.nn.standardize(x, axis=axes, epsilon=eps)
+        y = y if w is None else y * w.reshape(shape)
+        return y if b is None else y + b.reshape(shape)
+
+    def torch_module(dtype, device):
+        from torch_layers.norm import LayerNorm
+
+        return LayerNorm(shape, eps=eps, elementwise_affine=affine, bias=bias, dtype=dtype, device=device)
+
+    def jax_module(dtype):
+        from flax import nnx
+
+        from jax_layers.norm import LayerNorm
+
+        return LayerNorm(
+            math.prod(shape), epsilon=eps, use_scale=has_w, use_bias=has_b, reduction_axes=axes,
+            feature_axes=axes, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0),
+        )
+
+    return Case(
+        name=name, family="norm", inputs=(Tensor("input", (*batch, *shape)),),
+        params=_affine_params(shape, has_w, has_b, flat(shape)),
+        torch_fn=torch_fn, torch_ref=torch_ref, jax_fn=jax_fn, jax_ref=jax_ref,
+        torch_module=torch_module, jax_module=jax_module,
+        description=f"x {(*batch, *shape)} over {shape}, eps={eps}, weight={has_w}, bias={has_b}",
+    )
+
+
+def _rms_eps(eps, dtype):
+    """torch's `eps=None`: the machine epsilon of the compute dtype (float32 for half inputs)."""
+    import jax.numpy as jnp
+
+    return float(jnp.finfo(jnp.promote_types(dtype, jnp.float32)).eps) if eps is None else eps
+
+
+def _rms_norm_case(name, batch, shape, eps=1e-6, weight=True):
+    axes = tuple(range(-len(shape), 0))
+
+    def torch_fn(x, *p):
+        from torch_layers.norm import rms_norm
+
+        return rms_norm(x, shape, *p, eps=eps)
+
+    def torch_ref(x, *p):
+        import torch.nn.functional as F
+
+        return F.rms_norm(x, shape, *p, eps=eps)
+
+    def jax_fn(x, *p):
+        from jax_layers.norm import rms_norm
+
+        return rms_norm(x, *p, epsilon=_rms_eps(eps, x.dtype), reduction_axes=axes, feature_axes=axes)
+
+    def jax_ref(x, *p):
+        import jax.numpy as jnp
+        from jax import lax
+
+        y = x * lax.rsqrt(jnp.mean(jnp.square(x), axes, keepdims=True) + _rms_eps(eps, x.dtype))
+        return y * p[0].reshape(shape) if p else y
+
+    def torch_module(dtype, device):
+        from torch_layers.norm import RMSNorm
+
+        return RMSNorm(shape, eps=eps, elementwise_affine=weight, dtype=dtype, device=device)
+
+    def jax_module(dtype):
+        from flax import nnx
+
+        from jax_layers.norm import RMSNorm
+
+        return RMSNorm(
+            math.prod(shape), epsilon=_rms_eps(eps, dtype), use_scale=weight, reduction_axes=axes,
+            feature_axes=axes, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0),
+        )
+
+    return Case(
+        name=name, family="norm", inputs=(Tensor("input", (*batch, *shape)),),
+        params=_affine_params(shape, weight, False, flat(shape)),
+        torch_fn=torch_fn, torch_ref=torch_ref, jax_fn=jax_fn, jax_ref=jax_ref,
+        torch_module=torch_module, jax_module=jax_module,
+        description=f"x {(*batch, *shape)} over {shape}, eps={eps}, weight={weight}",
+    )
+
+
+def _group_norm_case(name, in_shape, groups, eps=1e-5, affine=True):
+    c, nd = in_shape[1], len(in_shape)
+
+    def torch_fn(x, *p):
+        from torch_layers.norm import group_norm
+
+        return group_norm(x, groups, *_split(p, affine, affine), eps=eps)
+
+    def torch_ref(x, *p):
+        import torch.nn.functional as F
+
+        return F.group_norm(x, groups, *_split(p, affine, affine), eps=eps)
+
+    def jax_fn(x, *p):
+        from jax_layers.norm import group_norm
+
+        return group_norm(x, groups, *_split(p, affine, affine), epsilon=eps)
+
+    def jax_ref(x, *p):
+        import jax
+
+        xg = x.reshape(*x.shape[:-1], groups, c // groups)
+        y = jax.nn.standardize(xg, axis=(*range(1, nd - 1), nd), epsilon=eps).reshape(x.shape)
+        return y * p[0] + p[1] if affine else y
+
+    def torch_module(dtype, device):
+        from torch_layers.norm import GroupNorm
+
+        return GroupNorm(groups, c, eps=eps, affine=affine, dtype=dtype, device=device)
+
+    def jax_module(dtype):
+        from flax import nnx
+
+        from jax_layers.norm import GroupNorm
+
+        return GroupNorm(
+            c, num_groups=groups, epsilon=eps, use_scale=affine, use_bias=affine,
+            dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0),
+        )
+
+    lay = CHANNELS_LAST[nd]
+    return Case(
+        name=name, family="norm", inputs=(Tensor("input", in_shape, layout=lay),),
+        params=_affine_params((c,), affine, affine), out_layouts=(lay,),
+        torch_fn=torch_fn, torch_ref=torch_ref, jax_fn=jax_fn, jax_ref=jax_ref,
+        torch_module=torch_module, jax_module=jax_module,
+        description=f"x {in_shape} (NC*; N*C on JAX), {groups} groups, eps={eps}, affine={affine}",
+    )
+
+
+def _batch_norm_modules(c, eps, affine, running):
+    """BatchNorm2d / nnx.BatchNorm builders; with `running`, eval mode on statistics passed per call.
+
+    The harness loads only parameters into modules, so the eval case hands the drawn running
+    statistics to the module as call arguments, which copy them into the buffers / batch stats.
+    """
+
+    def torch_module(dtype, device):
+        import torch
+
+        from torch_layers.norm import BatchNorm2d
+
+        if not running:
+            return BatchNorm2d(c, eps=eps, affine=affine, dtype=dtype, device=device)
+
+        class BatchNorm2dOnStats(BatchNorm2d):
+            def forward(self, input, running_mean, running_var):
+                with torch.no_grad():
+                    self.running_mean.copy_(running_mean)
+                    self.running_var.copy_(running_var)
+                return super().forward(input)
+
+        return BatchNorm2dOnStats(c, eps=eps, affine=affine, dtype=dtype, device=device).eval()
+
+    def jax_module(dtype):
+        from flax import nnx
+
+        from jax_layers.norm import BatchNorm
+
+        options = {"epsilon": eps, "use_scale": affine, "use_bias": affine, "dtype": dtype, "param_dtype": dtype}
+        if not running:
+            return BatchNorm(c, use_running_average=False, **options, rngs=nnx.Rngs(0))
+
+        class BatchNormOnStats(BatchNorm):
+            def __call__(self, x, mean, var):
+                self.mean.set_value(mean)
+                self.var.set_value(var)
+                return super().__call__(x)
+
+        return BatchNormOnStats(c, use_running_average=True, **options, rngs=nnx.Rngs(0))
+
+    return torch_module, jax_module
+
+
+def _batch_norm_case(name, in_shape, eps=1e-5, affine=True, running=False, modules=True):
+    c, nd = in_shape[1], len(in_shape)
+    stats_in = running
+    axes = tuple(range(nd - 1))  # JAX: every axis but the trailing channels
+
+    def parts(args):
+        x, *rest = args
+        mean, var, *rest = rest if stats_in else (None, None, *rest)
+        return x, mean, var, *_split(rest, affine, affine)
+
+    def torch_fn(*args):
+        from torch_layers.norm import batch_norm
+
+        x, mean, var, w, b = parts(args)
+        return batch_norm(x, mean, var, w, b, training=not running, eps=eps)
+
+    def torch_ref(*args):
+        import torch.nn.functional as F
+
+        x, mean, var, w, b = parts(args)
+        return F.batch_norm(x, mean, var, w, b, training=not running, eps=eps)
+
+    def jax_fn(*args):
+        from jax_layers.norm import batch_norm
+
+        x, mean, var, w, b = parts(args)
+        return batch_norm(x, mean, var, w, b, use_running_average=running, epsilon=eps)
+
+    def jax_ref(*args):
+        import jax
+
+        x, mean, var, w, b = parts(args)
+        y = jax.nn.standardize(x, axis=axes, mean=mean, variance=var, epsilon=eps)
+        return y * w + b if affine else y
+
+    lay = CHANNELS_LAST.get(nd, IDENTITY)
+    inputs = (Tensor("input", in_shape, layout=lay),)
+    if running:
+        inputs += (
+            Tensor("running_mean", (c,), differentiable=False),
+            Tensor("running_var", (c,), differentiable=False, draw=draw.uniform(0.5, 2.0)),
+        )
+    torch_module, jax_module = _batch_norm_modules(c, eps, affine, running) if modules else (None, None)
+    return Case(
+        name=name, family="norm", inputs=inputs, params=_affine_params((c,), affine, affine), out_layouts=(lay,),
+        torch_fn=torch_fn, torch_ref=torch_ref, jax_fn=jax_fn, jax_ref=jax_ref,
+        torch_module=torch_module, jax_module=jax_module, param_map=BATCH_NORM,
+        description=f"x {in_shape} (NC*; N*C on JAX), {'running' if running else 'batch'} statistics, eps={eps}, affine={affine}",
+    )
+
+
+# A size-1 dim in every case; never a statistic over a single element.
+register(_layer_norm_case("layer_norm", (3, 1), (7,)))
+register(_layer_norm_case("layer_norm-2d", (2,), (1, 5), eps=1e-6))
+register(_layer_norm_case("layer_norm-nobias", (4, 1), (3,), bias=False))
+register(_layer_norm_case("layer_norm-noaffine", (1, 2), (5,), affine=False))
+register(_layer_norm_case("layer_norm-unbatched", (), (6,)))
+register(_rms_norm_case("rms_norm", (2, 1), (6,)))
+register(_rms_norm_case("rms_norm-2d", (3,), (4, 1), eps=1e-5))
+register(_rms_norm_case("rms_norm-default-eps", (1, 3), (5,), eps=None))
+register(_rms_norm_case("rms_norm-noweight", (2, 1), (4,), weight=False))
+register(_group_norm_case("group_norm", (2, 6, 3, 1), 3))
+register(_group_norm_case("group_norm-1d", (3, 4, 5), 2, eps=1e-6))
+register(_group_norm_case("group_norm-depthwise", (1, 4, 2, 3), 4))
+register(_group_norm_case("group_norm-noaffine", (2, 2, 1, 4), 1, affine=False))
+register(_batch_norm_case("batch_norm", (3, 4, 2, 1)))
+register(_batch_norm_case("batch_norm-noaffine", (4, 3, 1, 2), affine=False))
+register(_batch_norm_case("batch_norm-nc", (5, 1), modules=False))
+register(_batch_norm_case("batch_norm-eval", (3, 4, 2, 1), running=True))

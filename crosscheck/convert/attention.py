@@ -1,0 +1,55 @@
+"""torch.nn.MultiheadAttention <-> flax.nnx.MultiHeadAttention.
+
+torch packs the query, key and value projections into `in_proj_weight (3E, E)` (rows in that
+order) and `in_proj_bias (3E,)`; nnx keeps one `LinearGeneral` each, `kernel (E, heads,
+head_dim)` and `bias (heads, head_dim)`, and `out.kernel (heads, head_dim, E)`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._core import ParamMap, register_param_map
+
+_PROJECTIONS = ("query", "key", "value")
+
+
+def mha_param_map(num_heads: int) -> ParamMap:
+    """The map for a module with `num_heads` heads (needed to split `E` into heads)."""
+
+    def to_nnx(state):
+        out = {}
+        if "in_proj_weight" in state:
+            w = np.asarray(state["in_proj_weight"])
+            for name, wi in zip(_PROJECTIONS, np.split(w, 3)):
+                out[f"{name}.kernel"] = wi.T.reshape(wi.shape[1], num_heads, -1)
+        if "in_proj_bias" in state:
+            for name, bi in zip(_PROJECTIONS, np.split(np.asarray(state["in_proj_bias"]), 3)):
+                out[f"{name}.bias"] = bi.reshape(num_heads, -1)
+        if "out_proj.weight" in state:
+            w = np.asarray(state["out_proj.weight"])
+            out["out.kernel"] = w.T.reshape(num_heads, -1, w.shape[0])
+        if "out_proj.bias" in state:
+            out["out.bias"] = np.asarray(state["out_proj.bias"])
+        return out
+
+    def to_torch(params):
+        out = {}
+        if all(f"{n}.kernel" in params for n in _PROJECTIONS):
+            kernels = [np.asarray(params[f"{n}.kernel"]) for n in _PROJECTIONS]
+            out["in_proj_weight"] = np.concatenate([k.reshape(k.shape[0], -1).T for k in kernels])
+        if all(f"{n}.bias" in params for n in _PROJECTIONS):
+            out["in_proj_bias"] = np.concatenate([np.asarray(params[f"{n}.bias"]).reshape(-1) for n in _PROJECTIONS])
+        if "out.kernel" in params:
+            k = np.asarray(params["out.kernel"])
+            out["out_proj.weight"] = k.reshape(-1, k.shape[-1]).T
+        if "out.bias" in params:
+            out["out_proj.bias"] = np.asarray(params["out.bias"])
+        return out
+
+    return ParamMap(to_nnx, to_torch)
+
+
+@register_param_map("MultiheadAttention")
+def multihead_attention(module):
+    return mha_param_map(module.num_heads)
