@@ -333,6 +333,22 @@ class CaseRun:
         else:
             self.verdict("grad-contract", "all gradients", "torch Function.backward", out.value)
 
+        def jax_contract():
+            from .adapters.jax_adapter import bwd_contract, record_custom_vjps
+
+            args = [a[0] for a in self._args("jax")]
+            calls = record_custom_vjps(self.case.jax_fn, args)
+            if not calls:
+                return ["no jax.custom_vjp was called by the custom forward"]
+            rng = np.random.default_rng([self.seed, 2])
+            return [p for f, a, kw in calls for p in bwd_contract(f, a, kw, rng)]
+
+        out = _stage("jax custom_vjp fwd/bwd", jax_contract)
+        if out.error:
+            self.error("grad-contract", "-", "jax custom_vjp bwd", out.error)
+        else:
+            self.verdict("grad-contract", "all gradients", "jax custom_vjp bwd", out.value)
+
     def check_grads(self, st):
         case = self.case
         t, j, ref_t, ref_j = st["torch"], st["jax"], st["torch ref"], st["jax ref"]

@@ -144,3 +144,60 @@ class JaxAdapter:
             expected,
         )
 
+
+
+def record_custom_vjps(fn, args) -> list:
+    """Every `(custom_vjp, args)` that `fn(*args)` calls, with concrete arguments."""
+    cls = jax.custom_vjp
+    original = cls.__call__
+    calls = []
+
+    def recording(self, *a, **kw):
+        calls.append((self, a, kw))
+        return original(self, *a, **kw)
+
+    cls.__call__ = recording
+    try:
+        fn(*args)
+    finally:
+        cls.__call__ = original
+    return calls
+
+
+def bwd_contract(f, args, kwargs, rng: np.random.Generator) -> list[str]:
+    """Call a custom_vjp's `fwd` and `bwd` directly and list how they break the contract.
+
+    Residuals must be arrays only (static values belong in `nondiff_argnums`, where jit keeps
+    them static), and `bwd` must return one entry per differentiable argument, each `None` or
+    of that argument's exact shape and dtype.
+    """
+    from ..diagnose import shape_hint
+
+    name = getattr(f, "__name__", None) or getattr(f.fun, "__name__", "custom_vjp")
+    if kwargs:
+        return [f"{name} was called with keyword arguments {sorted(kwargs)}; call custom_vjp functions positionally"]
+    nondiff = tuple(f.nondiff_argnums)
+    out, res = f.fwd(*args)
+    problems = [
+        f"{name} fwd residual of type {type(leaf).__name__} ({leaf!r}): residuals must be arrays; "
+        "pass static values through nondiff_argnums"
+        for leaf in jax.tree_util.tree_leaves(res)
+        if not isinstance(leaf, (jax.Array, np.ndarray))
+    ]
+    ct = jax.tree_util.tree_map(lambda o: jnp.asarray(rng.standard_normal(o.shape), o.dtype), out)
+    grads = f.bwd(*(args[i] for i in nondiff), res, ct)
+    dyn = [a for i, a in enumerate(args) if i not in nondiff]
+    if not isinstance(grads, tuple) or len(grads) != len(dyn):
+        n = len(grads) if isinstance(grads, tuple) else f"a {type(grads).__name__}, not a tuple"
+        return problems + [f"{name} bwd returned {n} for {len(dyn)} differentiable arguments"]
+    for i, (a, g) in enumerate(zip(dyn, grads)):
+        if g is None or a is None or not jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating):
+            continue
+        leaves_a, leaves_g = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(g)
+        for la, lg in zip(leaves_a, leaves_g):
+            if tuple(lg.shape) != tuple(la.shape) or lg.dtype != la.dtype:
+                problems.append(f"{name} bwd gradient {i}: shape {tuple(lg.shape)} {lg.dtype}, argument has shape {tuple(la.shape)} {la.dtype}")
+                hint = shape_hint(tuple(la.shape), tuple(lg.shape))
+                if hint:
+                    problems.append(f"Hint: {hint}")
+    return problems

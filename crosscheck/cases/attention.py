@@ -69,6 +69,22 @@ def _sdpa_case(name, q_shape, s_len, mask=None, is_causal=False, scale=None, des
             s = jnp.where(jnp.tril(jnp.ones(s.shape[-2:], bool)), s, -jnp.inf)
         return jnp.einsum("bnts,bsnh->btnh", jax.nn.softmax(s, axis=-1), v)
 
+    def torch_module(dtype, device):
+        from torch_layers.attention import ScaledDotProductAttention
+
+        return ScaledDotProductAttention(is_causal=is_causal, scale=scale)
+
+    def jax_module(dtype):
+        from jax_layers.attention import DotProductAttention
+
+        class MaskLast(DotProductAttention):
+            """Takes torch's single `attn_mask` slot: a bool mask or an additive bias."""
+
+            def __call__(self, q, k, v, m=None):
+                return super().__call__(q, k, v, None, m) if kind == "bool" else super().__call__(q, k, v, m)
+
+        return MaskLast(scale=scale, is_causal=is_causal)
+
     n, h, L, e = q_shape
     inputs = [Tensor(x, (n, h, length, e), layout=HEADS_LAST) for x, length in (("query", L), ("key", s_len), ("value", s_len))]
     if kind == "bool":
@@ -85,6 +101,8 @@ def _sdpa_case(name, q_shape, s_len, mask=None, is_causal=False, scale=None, des
         torch_ref=torch_ref,
         jax_fn=jax_fn,
         jax_ref=jax_ref,
+        torch_module=torch_module,
+        jax_module=jax_module,
         out_layouts=(HEADS_LAST,),
         description=description,
     )

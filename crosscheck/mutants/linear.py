@@ -80,7 +80,7 @@ def jax_kernel_grad_from_wrong_input():
 def input_grad_doubled():
     def backward(ctx, g):
         gi, gw, gb = _base(ctx, g)
-        return 2 * gi, gw, gb  # a factor of 2 from a misread `d(x^2)` rule
+        return None if gi is None else 2 * gi, gw, gb  # a factor of 2 from a misread `d(x^2)` rule
 
     return _torch(backward)
 
@@ -89,7 +89,7 @@ def input_grad_last_row_dropped():
     def backward(ctx, g):
         gi, gw, gb = _base(ctx, g)
         # An off-by-one loop bound: the last batch row never gets its gradient.
-        return gi.index_fill(0, torch_arange_last(gi), 0.0), gw, gb
+        return None if gi is None else gi.index_fill(0, torch_arange_last(gi), 0.0), gw, gb
 
     return _torch(backward)
 
