@@ -66,32 +66,36 @@ def torch_lstm_gate_order_swapped():
 
 
 def _torch_gru(post):
-    """GRUCellFunction with its gradients passed through `post(grads, ctx) -> grads`."""
-    from torch_layers.recurrent import GRUCellFunction
+    """GRUCellFunction with its gradients passed through `post(grads, ctx, g, z, d_ih) -> grads`."""
+    import torch
+
+    from torch_layers.recurrent import GRUCellFunction, _gru_gates
 
     def backward(ctx, g):
-        return post(list(GRUCellFunction.backward(ctx, g)), ctx, g)
+        x, h, w_ih, w_hh, b_ih, b_hh = ctx.saved_tensors
+        r, z, n, hn = _gru_gates(x, h, w_ih, w_hh, b_ih, b_hh)
+        da_n = g * (1 - z) * (1 - n * n)
+        d_ih = torch.cat([da_n * hn * r * (1 - r), g * (h - n) * z * (1 - z), da_n], dim=-1)
+        return tuple(post(list(GRUCellFunction.backward(ctx, g)), g, z, d_ih))
 
     cls = torch_with_backward(GRUCellFunction, backward)
     return lambda x, h, w_ih, w_hh, b_ih=None, b_hh=None: cls.apply(x, h, w_ih, w_hh, b_ih, b_hh)
 
 
 def torch_gru_bhn_grad_outside_r():
-    def post(grads, ctx, g):
-        # b_hh treated like b_ih, as if b_hn were added outside r * (W_hn h + b_hn).
-        grads[5] = grads[4].clone()
+    def post(grads, g, z, d_ih):
+        # b_hh summed like b_ih, as if b_hn were added outside r * (W_hn h + b_hn).
+        if grads[5] is not None:
+            grads[5] = d_ih.reshape(-1, d_ih.shape[-1]).sum(0)
         return grads
 
     return _torch_gru(post)
 
 
 def torch_gru_dh_missing_recurrent():
-    from torch_layers.recurrent import _gru_gates
-
-    def post(grads, ctx, g):
-        x, h, w_ih, w_hh, b_ih, b_hh = ctx.saved_tensors
-        _, z, _, _ = _gru_gates(x, h, w_ih, w_hh, b_ih, b_hh)
-        grads[1] = g * z  # only the direct z h path; the path through W_hh is dropped
+    def post(grads, g, z, d_ih):
+        if grads[1] is not None:
+            grads[1] = g * z  # only the direct z h path; the path through W_hh is dropped
         return grads
 
     return _torch_gru(post)
