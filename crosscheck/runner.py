@@ -191,6 +191,8 @@ class CaseRun:
         if self.dtype == "float64":
             for side in ("torch", "jax"):
                 self.check_finite_differences(side, stages[side])
+        if case.second_order and not self.low:
+            self.check_second_order()
         return self.results
 
     def _module(self, side):
@@ -377,6 +379,44 @@ class CaseRun:
                 a, b = ref.value[1][i], cust.value[1][i]
                 if tensor.differentiable and a is not None and b is not None:
                     self.values("grad-autodiff", f"grad of {tensor.name}", f"{side} autodiff vs {side} custom", a, b, gtol)
+
+    def _hvp(self, side, fn):
+        adapter = self.torch if side == "torch" else self.jax
+        diff = [t.differentiable for t in self.case.tensors]
+        names = [t.name for t in self.case.tensors if t.differentiable]
+        if side == "torch":
+            vs = [self.torch.from_numpy(self.direction[n], "float", self.dtype) for n in names]
+        else:
+            by_name = {t.name: t for t in self.case.tensors}
+            vs = [self._jax_array(by_name[n], self.direction[n]) for n in names]
+        hv = adapter.hvp(fn, self._args(side), diff, self._cts(side), vs)
+        if side == "jax":
+            hv = [None if h is None else t.layout.from_jax(h) for t, h in zip(self.case.tensors, hv)]
+        return hv
+
+    def check_second_order(self):
+        """Hessian-vector products: torch double backward vs JAX grad of grad, and each vs the
+        same product from autodiff of its reference forward."""
+        case = self.case
+        st = {
+            "torch": _stage("torch custom double backward", lambda: self._hvp("torch", case.torch_fn)),
+            "jax": _stage("jax custom grad of grad", lambda: self._hvp("jax", case.jax_fn)),
+            "torch ref": _stage("torch reference double backward", lambda: self._hvp("torch", case.torch_ref)),
+            "jax ref": _stage("jax reference grad of grad", lambda: self._hvp("jax", case.jax_ref)),
+        }
+        tol = tolerance(self.dtype, "grads", case.tolerances)
+        pairs = [
+            ("hvp", "torch vs jax", st["torch"], st["jax"]),
+            ("hvp-autodiff", "torch autodiff vs torch custom", st["torch ref"], st["torch"]),
+            ("hvp-autodiff", "jax autodiff vs jax custom", st["jax ref"], st["jax"]),
+        ]
+        for check, compared, exp, act in pairs:
+            if exp.error or act.error:
+                self.error(check, "-", compared, exp.error, act.error)
+                continue
+            for t, a, b in zip(case.tensors, exp.value, act.value):
+                if t.differentiable:
+                    self.values(check, f"hvp of {t.name}", compared, a, b, tol)
 
     def check_finite_differences(self, side, custom: Outcome):
         """Directional derivative of `L = sum(ct * f)` along a random unit `v`, per trial.

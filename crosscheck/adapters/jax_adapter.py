@@ -44,6 +44,22 @@ def _vjp_program(fn, idx: tuple[int, ...]):
     return jax.jit(jax.vmap(per_trial))
 
 
+@functools.lru_cache(maxsize=None)
+def _hvp_program(fn, idx: tuple[int, ...]):
+    def per_trial(primals, others, cts, vs):
+        def loss(p):
+            a = {**others, **dict(zip(idx, p))}
+            outs = _as_tuple(fn(*(a[i] for i in range(len(a)))))
+            return sum(jnp.sum(o * c) for o, c in zip(outs, cts))
+
+        def grad_dot_v(p):
+            return sum(jnp.sum(g * v) for g, v in zip(jax.grad(loss)(p), vs))
+
+        return jax.grad(grad_dot_v)(primals)
+
+    return jax.jit(jax.vmap(per_trial))
+
+
 class JaxAdapter:
     framework_name = "jax"
 
@@ -107,6 +123,16 @@ class JaxAdapter:
             [None if g is None else self.to_numpy(g) for g in full],
             meta,
         )
+
+    def hvp(self, fn, args: list, diff: list[bool], cts: list, vs: list):
+        """Hessian-vector products of `L = sum(ct * fn(args))` along `vs`, by grad of grad."""
+        idx = [i for i, d in enumerate(diff) if d]
+        others = {i: a for i, (a, d) in enumerate(zip(args, diff)) if not d}
+        hv = _hvp_program(fn, tuple(idx))(tuple(args[i] for i in idx), others, tuple(cts), tuple(vs))
+        full = [None] * len(args)
+        for i, h in zip(idx, hv):
+            full[i] = self.to_numpy(h)
+        return full
 
     def module_grads(self, module, inputs: list, in_diff: list[bool], cts: list):
         """One trial through `module(*inputs)` with `nnx.grad`, as a user runs it.

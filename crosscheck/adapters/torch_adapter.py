@@ -88,6 +88,29 @@ class TorchAdapter:
             meta,
         )
 
+    def hvp(self, fn, args: list, diff: list[bool], cts: list, vs: list):
+        """Hessian-vector products of `L = sum(ct * fn(args))` along `vs`, by double backward."""
+        idx = [i for i, d in enumerate(diff) if d]
+
+        def per_trial(primals, others, cts, vs):
+            def loss(*p):
+                a = {**others, **dict(zip(idx, p))}
+                outs = _as_tuple(fn(*(a[i] for i in range(len(a)))))
+                return sum((o * c).sum() for o, c in zip(outs, cts))
+
+            def grad_dot_v(*p):
+                g = torch.func.grad(loss, argnums=tuple(range(len(p))))(*p)
+                return sum((gi * vi).sum() for gi, vi in zip(g, vs))
+
+            return torch.func.grad(grad_dot_v, argnums=tuple(range(len(primals))))(*primals)
+
+        others = {i: a for i, (a, d) in enumerate(zip(args, diff)) if not d}
+        hv = torch.func.vmap(per_trial)(tuple(args[i] for i in idx), others, tuple(cts), tuple(vs))
+        full = [None] * len(args)
+        for i, h in zip(idx, hv):
+            full[i] = self.to_numpy(h)
+        return full
+
     def module_grads(self, module, inputs: list, in_diff: list[bool], params: dict, cts: list):
         """One trial through `module(*inputs)` and `loss.backward()`, as a user runs it.
 

@@ -49,8 +49,11 @@ def _sdpa_case(name, q_shape, s_len, mask=None, is_causal=False, scale=None, des
 
     def torch_ref(q, k, v, m=None):
         import torch.nn.functional as F
+        from torch.nn.attention import SDPBackend, sdpa_kernel
 
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=m, is_causal=is_causal, scale=scale)
+        # The math kernel: the fused CPU one has no vmap batching rule (and warns).
+        with sdpa_kernel(SDPBackend.MATH):
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=m, is_causal=is_causal, scale=scale)
 
     def jax_fn(q, k, v, m=None):
         from jax_layers.attention import dot_product_attention
@@ -151,11 +154,13 @@ def _mha_case(name, n, L, s_len, embed_dim, num_heads, padding=False, descriptio
 
     def torch_ref(q, k, v, *rest):
         import torch.nn.functional as F
+        from torch.nn.attention import SDPBackend, sdpa_kernel
 
         kpm, (w, b, wo, bo) = (rest[0], rest[1:]) if padding else (None, rest)
-        out, _ = F.multi_head_attention_forward(
-            *_seq_first(q, k, v), E, H, w, b, None, None, False, 0.0, wo, bo, key_padding_mask=kpm, need_weights=False
-        )
+        with sdpa_kernel(SDPBackend.MATH):  # as in the SDPA cases
+            out, _ = F.multi_head_attention_forward(
+                *_seq_first(q, k, v), E, H, w, b, None, None, False, 0.0, wo, bo, key_padding_mask=kpm, need_weights=False
+            )
         return out.transpose(0, 1)
 
     def _split(kernel, bias, kernel_out):

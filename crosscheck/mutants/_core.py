@@ -9,7 +9,7 @@ from typing import Callable
 
 from ..registry import Case, get
 
-GRAD_CHECKS = ("grad-shape", "grad-contract", "grad", "grad-module", "grad-autodiff", "finite-diff")
+GRAD_CHECKS = ("grad-shape", "grad-contract", "grad", "grad-module", "grad-autodiff", "finite-diff", "hvp", "hvp-autodiff")
 FORWARD_CHECKS = ("forward", "forward-reference", "forward-fwd-rule")
 
 

@@ -105,6 +105,23 @@ def bias_grad_only_with_weight():
     return _torch(backward)
 
 
+def backward_not_differentiable():
+    def backward(ctx, g):
+        input, weight = ctx.saved_tensors
+        # Right first-order values, but detached: double backward loses the x-W cross term.
+        gi = torch_matmul(g.detach(), weight.detach())
+        gw = torch_matmul(g.reshape(-1, weight.shape[0]).detach().mT, input.reshape(-1, weight.shape[1]).detach())
+        return gi, gw, g.reshape(-1, weight.shape[0]).sum(0)
+
+    return _torch(backward)
+
+
+def torch_matmul(a, b):
+    import torch
+
+    return torch.matmul(a, b)
+
+
 def torch_arange_last(t):
     import torch
 
@@ -150,6 +167,8 @@ for _name, _side, _make, _expect, _desc in [
      "kernel gradient computed without the input"),
     ("bias-grad-only-with-weight", "torch", bias_grad_only_with_weight, ("grad-contract",),
      "bias gradient skipped unless the weight needs a gradient too"),
+    ("backward-detached", "torch", backward_not_differentiable, ("hvp", "hvp-autodiff"),
+     "backward detaches its inputs: first order right, double backward wrong"),
     ("input-grad-doubled", "torch", input_grad_doubled, ("grad", "grad-autodiff", "finite-diff"),
      "input gradient twice too large"),
     ("input-grad-last-row-dropped", "torch", input_grad_last_row_dropped, ("grad", "grad-autodiff", "finite-diff"),

@@ -1,0 +1,177 @@
+"""Cases for convolutions: torch NC(H)W with OI(H)W weights <-> Flax N(H)WC with (H)WIO kernels.
+
+A transposed convolution's weight `(in, out, kH, kW)` also flips in space on its way to Flax,
+and torch's `padding`/`output_padding` become explicit Flax pairs (see `convert/conv.py`).
+"""
+
+from __future__ import annotations
+
+from ..convert.conv import (
+    CONV1D_WEIGHT,
+    CONV2D_WEIGHT,
+    CONV_TRANSPOSE2D_WEIGHT,
+    conv1d as conv1d_map,
+    conv2d as conv2d_map,
+    conv_transpose2d as conv_transpose2d_map,
+    conv_transpose_padding,
+)
+from ..layout import permute
+from ..registry import Case, Tensor, register
+
+# Channels first -> channels last, with and without the batch axis.
+CHANNELS_LAST = {(1, True): permute(0, 2, 1), (2, True): permute(0, 2, 3, 1), (1, False): permute(1, 0), (2, False): permute(1, 2, 0)}
+
+
+def _ints(v, n):
+    return (v,) * n if isinstance(v, int) else tuple(v)
+
+
+def _jax_padding(padding, n):
+    return padding.upper() if isinstance(padding, str) else tuple((p, p) for p in _ints(padding, n))
+
+
+def _conv_case(name, x_shape, w_shape, *, bias=True, stride=1, padding=0, dilation=1, groups=1):
+    n = len(w_shape) - 2
+    c_out, c_in = w_shape[0], w_shape[1] * groups
+    kernel, strides, dilations = w_shape[2:], _ints(stride, n), _ints(dilation, n)
+    jax_padding = _jax_padding(padding, n)
+    op = {1: "conv1d", 2: "conv2d"}[n]
+
+    def torch_fn(x, weight, bias=None):
+        from torch_layers import conv
+
+        return getattr(conv, op)(x, weight, bias, stride, padding, dilation, groups)
+
+    def torch_ref(x, weight, bias=None):
+        import torch.nn.functional as F
+
+        return getattr(F, op)(x, weight, bias, stride, padding, dilation, groups)
+
+    def jax_fn(x, kernel, bias=None):
+        from jax_layers.conv import conv
+
+        return conv(x, kernel, bias, strides, jax_padding, 1, dilations, groups)
+
+    def jax_ref(x, kernel, bias=None):
+        from jax import lax
+
+        unbatched = x.ndim == n + 1
+        spec = {1: ("NHC", "HIO", "NHC"), 2: ("NHWC", "HWIO", "NHWC")}[n]
+        y = lax.conv_general_dilated(
+            x[None] if unbatched else x, kernel, strides, jax_padding, rhs_dilation=dilations,
+            dimension_numbers=spec, feature_group_count=groups,
+        )
+        y = y[0] if unbatched else y
+        return y if bias is None else y + bias
+
+    def torch_module(dtype, device):
+        from torch_layers import conv
+
+        cls = {1: conv.Conv1d, 2: conv.Conv2d}[n]
+        return cls(c_in, c_out, kernel, stride, padding, dilation, groups, bias, dtype=dtype, device=device)
+
+    def jax_module(dtype):
+        from flax import nnx
+
+        from jax_layers.conv import Conv
+
+        return Conv(c_in, c_out, kernel, strides, padding=jax_padding, kernel_dilation=dilations,
+                    feature_group_count=groups, use_bias=bias, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0))
+
+    layout = CHANNELS_LAST[n, len(x_shape) == n + 2]
+    weight = Tensor("weight", w_shape, layout={1: CONV1D_WEIGHT, 2: CONV2D_WEIGHT}[n], jax_name="kernel")
+    params = (weight, Tensor("bias", (c_out,), jax_name="bias")) if bias else (weight,)
+    return Case(
+        name=name,
+        family="conv",
+        inputs=(Tensor("input", x_shape, layout=layout),),
+        params=params,
+        torch_fn=torch_fn,
+        torch_ref=torch_ref,
+        jax_fn=jax_fn,
+        jax_ref=jax_ref,
+        torch_module=torch_module,
+        jax_module=jax_module,
+        out_layouts=(layout,),
+        param_map={1: conv1d_map, 2: conv2d_map}[n](None),
+        description=f"x {x_shape}, w {w_shape}, stride={stride}, padding={padding!r}, dilation={dilation}, "
+        f"groups={groups}, bias={bias}",
+    )
+
+
+def _conv_transpose_case(name, x_shape, w_shape, *, bias=True, stride=1, padding=0, output_padding=0, dilation=1):
+    c_in, c_out, kernel = w_shape[0], w_shape[1], w_shape[2:]
+    strides, dilations = _ints(stride, 2), _ints(dilation, 2)
+    pads = conv_transpose_padding(kernel, _ints(padding, 2), _ints(output_padding, 2), dilations)
+
+    def torch_fn(x, weight, bias=None):
+        from torch_layers.conv import conv_transpose2d
+
+        return conv_transpose2d(x, weight, bias, stride, padding, output_padding, 1, dilation)
+
+    def torch_ref(x, weight, bias=None):
+        import torch.nn.functional as F
+
+        return F.conv_transpose2d(x, weight, bias, stride, padding, output_padding, 1, dilation)
+
+    def jax_fn(x, kernel, bias=None):
+        from jax_layers.conv import conv_transpose
+
+        return conv_transpose(x, kernel, bias, strides, pads, dilations)
+
+    def jax_ref(x, kernel, bias=None):
+        from jax import lax
+
+        y = lax.conv_transpose(x, kernel, strides, pads, dilations, ("NHWC", "HWIO", "NHWC"))
+        return y if bias is None else y + bias
+
+    def torch_module(dtype, device):
+        from torch_layers.conv import ConvTranspose2d
+
+        return ConvTranspose2d(c_in, c_out, kernel, stride, padding, output_padding, 1, bias, dilation,
+                               dtype=dtype, device=device)
+
+    def jax_module(dtype):
+        from flax import nnx
+
+        from jax_layers.conv import ConvTranspose
+
+        return ConvTranspose(c_in, c_out, kernel, strides, padding=pads, kernel_dilation=dilations, use_bias=bias,
+                             dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0))
+
+    layout = CHANNELS_LAST[2, True]
+    weight = Tensor("weight", w_shape, layout=CONV_TRANSPOSE2D_WEIGHT, jax_name="kernel")
+    params = (weight, Tensor("bias", (c_out,), jax_name="bias")) if bias else (weight,)
+    return Case(
+        name=name,
+        family="conv",
+        inputs=(Tensor("input", x_shape, layout=layout),),
+        params=params,
+        torch_fn=torch_fn,
+        torch_ref=torch_ref,
+        jax_fn=jax_fn,
+        jax_ref=jax_ref,
+        torch_module=torch_module,
+        jax_module=jax_module,
+        out_layouts=(layout,),
+        param_map=conv_transpose2d_map(None),
+        description=f"x {x_shape}, w {w_shape}, stride={stride}, padding={padding}, "
+        f"output_padding={output_padding}, dilation={dilation}, bias={bias} (Flax padding {pads})",
+    )
+
+
+# Odd sizes, non-square kernels, a size-1 dim in each: a transposed or flipped kernel gradient,
+# a dropped trailing row or a missing sum hides in symmetric shapes.
+register(_conv_case("conv2d", (2, 3, 7, 5), (4, 3, 3, 2), stride=2, padding=1))
+register(_conv_case("conv2d-same-dilation2", (1, 2, 6, 5), (3, 2, 3, 3), padding="same", dilation=2))
+register(_conv_case("conv2d-groups2", (2, 4, 5, 6), (6, 2, 3, 1), stride=(1, 2), padding=(1, 0), groups=2))
+register(_conv_case("conv2d-valid-nobias", (3, 2, 5, 4), (1, 2, 2, 3), padding="valid", bias=False))
+register(_conv_case("conv2d-unbatched", (3, 5, 4), (2, 3, 2, 3), stride=(2, 1), padding=(0, 1)))
+register(_conv_case("conv1d", (2, 3, 9), (4, 3, 3), stride=2, padding=2))
+# An even kernel under "same": torch and Flax both put the odd padding pixel high.
+register(_conv_case("conv1d-same-groups2", (1, 4, 7), (2, 2, 4), padding="same", groups=2))
+register(_conv_transpose_case("conv_transpose2d", (2, 3, 4, 3), (3, 2, 3, 3), stride=2, padding=1, output_padding=1))
+register(_conv_transpose_case("conv_transpose2d-dilation2-nobias", (1, 2, 3, 4), (2, 3, 2, 3), stride=(1, 2),
+                              padding=(0, 1), output_padding=(0, 1), dilation=2, bias=False))
+register(_conv_transpose_case("conv_transpose2d-stride3", (2, 1, 3, 2), (1, 4, 2, 3), stride=3, padding=1,
+                              output_padding=(2, 0)))

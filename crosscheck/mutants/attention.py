@@ -1,0 +1,155 @@
+"""Planted bugs in attention's backward: the softmax rowsum term, the scale, K/V, the causal mask."""
+
+from __future__ import annotations
+
+import importlib
+import math
+
+from ._core import Mutant, jax_with_bwd, register_mutant, torch_with_backward
+
+VALUES = ("grad", "grad-autodiff", "finite-diff")
+
+
+def _T():
+    return importlib.import_module("torch_layers.attention")
+
+
+def _J():
+    return importlib.import_module("jax_layers.attention")
+
+
+def _torch(backward, is_causal=False, scale=None):
+    cls = torch_with_backward(_T().AttentionFunction, backward)
+
+    def fn(q, k, v, m=None):
+        s = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+        return cls.apply(q, k, v, m, is_causal, s)[0]
+
+    return fn
+
+
+def _jax(bwd, is_causal=False, scale=None, mask_kind=None):
+    A = _J()
+    f = jax_with_bwd(A._attention_impl, A._fwd, bwd, nondiff_argnums=(0, 1))
+
+    def fn(q, k, v, m=None):
+        s = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+        bias, mask = (None, m) if mask_kind == "bool" else (m, None)
+        return f(s, is_causal, q, k, v, bias, mask)
+
+    return fn
+
+
+def torch_no_rowsum():
+    import torch
+
+    T = _T()
+
+    def backward(ctx, grad_out, grad_weights):
+        q, k, v, m = ctx.saved_tensors
+        p = T._probs(q, k, m, ctx.is_causal, ctx.scale)
+        dp = torch.matmul(grad_out, v.mT) + grad_weights
+        ds = p * dp  # the softmax Jacobian's diagonal only: - rowsum(dP * P) dropped
+        s = ctx.scale
+        return torch.matmul(ds, k) * s, torch.matmul(ds.mT, q) * s, torch.matmul(p.mT, grad_out), None, None, None
+
+    return _torch(backward)
+
+
+def torch_scale_missing():
+    T = _T()
+
+    def backward(ctx, grad_out, grad_weights):
+        gq, gk, gv, gm = T.attention_grads(ctx.needs_input_grad, *ctx.saved_tensors, ctx.is_causal, ctx.scale,
+                                           grad_out, grad_weights)
+        return gq / ctx.scale, gk / ctx.scale, gv, gm, None, None  # d(scale q k^T) without the scale
+
+    return _torch(backward, is_causal=True, scale=0.3)
+
+
+def torch_key_value_swapped():
+    T = _T()
+
+    def backward(ctx, grad_out, grad_weights):
+        gq, gk, gv, gm = T.attention_grads(ctx.needs_input_grad, *ctx.saved_tensors, ctx.is_causal, ctx.scale,
+                                           grad_out, grad_weights)
+        return gq, gv, gk, gm, None, None  # same shapes when E == Ev, so only the values tell
+
+    return _torch(backward)
+
+
+def torch_causal_ignored():
+    T = _T()
+
+    def backward(ctx, grad_out, grad_weights):
+        grads = T.attention_grads(ctx.needs_input_grad, *ctx.saved_tensors, False, ctx.scale, grad_out, grad_weights)
+        return (*grads, None, None)  # weights recomputed without the causal mask
+
+    return _torch(backward, is_causal=True)
+
+
+def jax_no_rowsum():
+    import jax.numpy as jnp
+
+    A = _J()
+
+    def bwd(scale, is_causal, res, g):
+        q, k, v, bias, mask = res
+        p = A._probs(q, k, bias, mask, is_causal, scale)
+        dp = jnp.einsum("...tnh,...snh->...nts", g, v)
+        ds = p * dp  # - rowsum(dP * P) dropped
+        grad_bias = None if bias is None else A._sum_to(ds, bias.shape)
+        return (jnp.einsum("...nts,...snh->...tnh", ds, k) * scale, jnp.einsum("...nts,...tnh->...snh", ds, q) * scale,
+                jnp.einsum("...nts,...tnh->...snh", p, g), grad_bias, None)
+
+    return _jax(bwd, mask_kind="float")
+
+
+def jax_scale_twice():
+    A = _J()
+
+    def bwd(scale, is_causal, res, g):
+        gq, gk, gv, gb, gm = A._bwd(scale, is_causal, res, g)
+        return gq * scale, gk * scale, gv, gb, gm  # the scale applied again on top of dS
+
+    return _jax(bwd)
+
+
+def jax_key_value_swapped():
+    A = _J()
+
+    def bwd(scale, is_causal, res, g):
+        gq, gk, gv, gb, gm = A._bwd(scale, is_causal, res, g)
+        return gq, gv, gk, gb, gm
+
+    return _jax(bwd, mask_kind="bool")
+
+
+def jax_causal_ignored():
+    A = _J()
+
+    def bwd(scale, is_causal, res, g):
+        return A._bwd(scale, False, res, g)
+
+    return _jax(bwd, is_causal=True, scale=0.3)
+
+
+for _name, _case, _side, _make, _desc in [
+    ("no-rowsum", "sdpa", "torch", torch_no_rowsum,
+     "softmax backward P * dP, without the - rowsum(dP * P) term"),
+    ("scale-missing", "sdpa-causal-scale", "torch", torch_scale_missing,
+     "query and key gradients without the logit scale"),
+    ("key-value-swapped", "sdpa-bool-mask", "torch", torch_key_value_swapped,
+     "key and value gradients returned in each other's place"),
+    ("causal-ignored", "sdpa-causal", "torch", torch_causal_ignored,
+     "backward recomputes the weights without the causal mask"),
+    ("no-rowsum-jax", "sdpa-float-mask", "jax", jax_no_rowsum,
+     "softmax backward P * dP, without the - rowsum(dP * P) term (bias gradient too)"),
+    ("scale-twice-jax", "sdpa", "jax", jax_scale_twice,
+     "query and key gradients scaled twice"),
+    ("key-value-swapped-jax", "sdpa-bool-mask", "jax", jax_key_value_swapped,
+     "key and value gradients returned in each other's place"),
+    ("causal-ignored-jax", "sdpa-causal-scale", "jax", jax_causal_ignored,
+     "bwd recomputes the weights without the causal mask"),
+]:
+    register_mutant(Mutant(f"attention/{_name}", _case, _side, _make(), VALUES, _desc))
