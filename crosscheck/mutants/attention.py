@@ -62,7 +62,8 @@ def torch_scale_missing():
     def backward(ctx, grad_out, grad_weights):
         gq, gk, gv, gm = T.attention_grads(ctx.needs_input_grad, *ctx.saved_tensors, ctx.is_causal, ctx.scale,
                                            grad_out, grad_weights)
-        return gq / ctx.scale, gk / ctx.scale, gv, gm, None, None  # d(scale q k^T) without the scale
+        unscale = lambda g: None if g is None else g / ctx.scale  # noqa: E731
+        return unscale(gq), unscale(gk), gv, gm, None, None  # d(scale q k^T) without the scale
 
     return _torch(backward, is_causal=True, scale=0.3)
 
@@ -71,9 +72,11 @@ def torch_key_value_swapped():
     T = _T()
 
     def backward(ctx, grad_out, grad_weights):
-        gq, gk, gv, gm = T.attention_grads(ctx.needs_input_grad, *ctx.saved_tensors, ctx.is_causal, ctx.scale,
-                                           grad_out, grad_weights)
-        return gq, gv, gk, gm, None, None  # same shapes when E == Ev, so only the values tell
+        needs = ctx.needs_input_grad
+        gq, gk, gv, gm = T.attention_grads((needs[0], True, True, needs[3]), *ctx.saved_tensors, ctx.is_causal,
+                                           ctx.scale, grad_out, grad_weights)
+        # Same shapes when E == Ev, so only the values tell.
+        return gq, gv if needs[1] else None, gk if needs[2] else None, gm, None, None
 
     return _torch(backward)
 
