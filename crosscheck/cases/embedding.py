@@ -1,0 +1,118 @@
+"""Cases for `embedding`: torch `weight (num, dim)` <-> Flax `embedding (num, dim)`, same layout.
+
+Indices repeat (three or more lookups per row), so a backward that overwrites instead of
+accumulating is seen.
+
+`padding_idx`: its row's zero gradient is a rule, not a derivative, so finite differences
+would see the row through the lookups that read it. The padding cases therefore read out
+`y - stop_gradient(y * pad)`: the padding positions' values are zero whatever the weight,
+while their cotangents still reach the layer's backward, which must drop them. A backward
+that forgets the padding row then fails finite differences as well as the cross checks. The
+padding row is drawn as zero, as torch initialises it, so the modules (which read it as is)
+agree with the case functions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..registry import Case, Tensor, register
+
+
+def _indices(num_embeddings: int, padding_idx: int | None):
+    """Indices in `[0, num)`; with a padding row, each trial reads it at least twice."""
+
+    def draw(rng, shape):
+        idx = rng.integers(0, num_embeddings, shape)
+        if padding_idx is not None:
+            flat = idx.reshape(shape[0], -1)
+            flat[:, :2] = padding_idx % num_embeddings
+            idx = rng.permuted(flat, axis=1).reshape(shape)
+        return idx
+
+    return draw
+
+
+def _table(padding_idx: int | None):
+    def draw(rng, shape):
+        w = rng.standard_normal(shape)
+        if padding_idx is not None:
+            w[:, padding_idx] = 0.0
+        return w
+
+    return draw
+
+
+def _case(name, index_shape, num_embeddings, dim, padding_idx=None):
+    def torch_fn(input, weight):
+        from torch_layers.embedding import embedding
+
+        return _torch_read_out(input, embedding(input, weight, padding_idx))
+
+    def torch_ref(input, weight):
+        import torch.nn.functional as F
+
+        return _torch_read_out(input, F.embedding(input, weight, padding_idx))
+
+    def _torch_read_out(input, y):
+        if padding_idx is None:
+            return y
+        pad = (input == padding_idx % num_embeddings).unsqueeze(-1).to(y.dtype)
+        return y - (y * pad).detach()
+
+    def jax_fn(indices, weight):
+        from jax_layers.embedding import embedding
+
+        return _jax_read_out(indices, embedding(indices, weight, padding_idx))
+
+    def jax_ref(indices, weight):
+        import jax
+        import jax.numpy as jnp
+
+        if padding_idx is not None:
+            row = (jnp.arange(num_embeddings) == padding_idx % num_embeddings)[:, None]
+            weight = jnp.where(row, jax.lax.stop_gradient(weight), weight)
+        return _jax_read_out(indices, jnp.take(weight, indices, axis=0))
+
+    def _jax_read_out(indices, y):
+        import jax
+
+        if padding_idx is None:
+            return y
+        pad = (indices == padding_idx % num_embeddings)[..., None].astype(y.dtype)
+        return y - jax.lax.stop_gradient(y * pad)
+
+    def torch_module(dtype, device):
+        from torch_layers.embedding import Embedding
+
+        return Embedding(num_embeddings, dim, padding_idx=padding_idx, dtype=dtype, device=device)
+
+    def jax_module(dtype):
+        from flax import nnx
+
+        from jax_layers.embedding import Embed
+
+        return Embed(num_embeddings, dim, dtype=dtype, param_dtype=dtype, padding_idx=padding_idx, rngs=nnx.Rngs(0))
+
+    return Case(
+        name=name,
+        family="embedding",
+        inputs=(
+            Tensor("input", index_shape, kind="int", differentiable=False, draw=_indices(num_embeddings, padding_idx)),
+        ),
+        params=(Tensor("weight", (num_embeddings, dim), draw=_table(padding_idx), jax_name="embedding"),),
+        torch_fn=torch_fn,
+        torch_ref=torch_ref,
+        jax_fn=jax_fn,
+        jax_ref=jax_ref,
+        torch_module=torch_module,
+        jax_module=jax_module,
+        description=f"indices {index_shape} into ({num_embeddings}, {dim}), padding_idx={padding_idx}, "
+        f"{int(np.prod(index_shape))} lookups",
+    )
+
+
+register(_case("embedding", (2, 1, 8), 5, 3))
+register(_case("embedding-padding", (1, 7, 2), 4, 3, padding_idx=2))
+register(_case("embedding-padding-negative", (9, 1, 2), 6, 2, padding_idx=-1))
+register(_case("embedding-1d", (12,), 3, 4))
