@@ -20,9 +20,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (auto: cuda when torch and JAX both see a GPU)")
     p.add_argument("--trials", type=int, default=8, help="fresh random draws per case (default 8)")
     p.add_argument("--seed", type=int, default=0, help="fixes every random draw (default 0)")
+    p.add_argument(
+        "--seeds", metavar="A:B",
+        help="soak: run seeds A..B-1 batched together and report the worst error/tolerance per case",
+    )
     p.add_argument("--json", metavar="PATH", help="write every check to this JSON file")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
     return p
+
+
+def _seed_range(text: str) -> range:
+    try:
+        a, b = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise UsageError(f"`--seeds` (={text!r}) must look like A:B, e.g. 0:1000") from None
+    if not 0 <= a < b:
+        raise UsageError(f"`--seeds` (={text!r}) needs 0 <= A < B")
+    return range(a, b)
 
 
 def _list() -> str:
@@ -78,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
 
     command = "python -m crosscheck " + shlex.join(argv)
     try:
-        report = run(args.layer, args.dtype, args.device, args.trials, args.seed, command=command.strip())
+        seed = _seed_range(args.seeds) if args.seeds else args.seed
+        report = run(args.layer, args.dtype, args.device, args.trials, seed, command=command.strip())
     except UsageError as e:
         print(f"crosscheck: error: {e}", file=sys.stderr)
         return 2

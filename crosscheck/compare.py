@@ -61,6 +61,7 @@ class Comparison:
     atol: float  # effective absolute tolerance (table entry times the scale)
     rtol: float
     lines: list[str]
+    bad_trials: tuple[int, ...] = ()  # indices along the leading trial axis with a mismatch
 
 
 def _index(flat: int, shape: tuple[int, ...]) -> str:
@@ -109,4 +110,5 @@ def compare(expected, actual, tol: Tolerance, *, scaled: bool = True, names: tup
             first = _index(int(np.flatnonzero(nan_only)[0]), diff.shape)
             lines.append(f"NaN on one side only: {int(nan_only.sum())} elements, first at index {first}")
         lines += hints_under(value_hints(expected, actual, bad, names or ("expected", "actual")))
-    return Comparison(k == 0, max_abs, max_rel, ratio, atol, tol.rtol, lines)
+    bad_trials = tuple(int(t) for t in np.flatnonzero(bad.reshape(bad.shape[0], -1).any(axis=1))) if bad.ndim else ()
+    return Comparison(k == 0, max_abs, max_rel, ratio, atol, tol.rtol, lines, bad_trials)

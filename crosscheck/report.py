@@ -41,7 +41,8 @@ def format_summary(report: Report) -> str:
     out.append("")
     out.append(
         f"{len(report.results) - n_fail} passed, {n_fail} failed "
-        f"({len(rows)} case x dtype runs, {report.trials} trials, seed {report.seed}, device {report.device})"
+        f"({len(rows)} case x dtype runs, {report.trials} trials, "
+        f"{'seeds' if isinstance(report.seed, str) else 'seed'} {report.seed}, device {report.device})"
     )
     return "\n".join(out)
 

@@ -74,17 +74,26 @@ def repro_command(case: Case, dtype: str, device: str, seed: int, trials: int) -
 class CaseRun:
     """All checks of `case` in `dtype` on `device`, with `trials` fresh draws batched together."""
 
-    def __init__(self, case: Case, dtype: str, device: str, trials: int, seed: int, torch, jax):
-        self.case, self.dtype, self.device, self.trials, self.seed = case, dtype, device, trials, seed
+    def __init__(self, case: Case, dtype: str, device: str, trials: int, seed, torch, jax):
+        # Several seeds (a soak) run as one batch: seed s contributes the same `trials` draws
+        # as a run with `--seed s`, so any failing seed reproduces on its own.
+        self.seeds = list(seed) if isinstance(seed, (list, tuple, range)) else [seed]
+        self.seed, self.per_seed = self.seeds[0], trials
+        self.case, self.dtype, self.device, self.trials = case, dtype, device, trials * len(self.seeds)
         self.torch, self.jax = torch, jax
         self.low = dtype in LOW_PRECISION
         self.results: list[CheckResult] = []
-        self.repro = repro_command(case, dtype, device, seed, trials)
+        self.repro = repro_command(case, dtype, device, self.seed, trials)
 
     # -- recording -----------------------------------------------------------------------
     def _record(self, check, tensor, compared, passed, cmp: Comparison | None, lines: list[str]):
         head = f"{'passed' if passed else 'FAILED'} {self.case.name} / {self.dtype} / {self.device} / {check} / {tensor} ({compared})"
-        message = "" if passed else "\n".join([head, *("  " + ln for ln in lines), f"  Reproduce: {self.repro}"])
+        repro = self.repro
+        if cmp is not None and cmp.bad_trials and len(self.seeds) > 1:
+            failing = sorted({self.seeds[t // self.per_seed] for t in cmp.bad_trials})
+            lines = [*lines, f"Failing seeds: {', '.join(map(str, failing[:20]))}{' ...' if len(failing) > 20 else ''}"]
+            repro = repro_command(self.case, self.dtype, self.device, failing[0], self.per_seed)
+        message = "" if passed else "\n".join([head, *("  " + ln for ln in lines), f"  Reproduce: {repro}"])
         self.results.append(
             CheckResult(
                 self.case.name, self.dtype, self.device, check, tensor, compared, passed,
@@ -108,19 +117,29 @@ class CaseRun:
 
     # -- data ----------------------------------------------------------------------------
     def draw(self):
-        case, rng, k = self.case, case_rng(self.seed, self.case, self.dtype), self.trials
-        self.data = {}
-        for t in case.tensors:
-            a = np.asarray(t.draw(rng, (k, *t.shape)))
-            self.data[t.name] = round_to(a, self.dtype) if t.kind == "float" else a
-        shapes = self.jax.output_shapes(case.jax_ref, [self._jax_array(t, self.data[t.name][:1]) for t in case.tensors])
-        layouts = self._out_layouts(len(shapes))
-        self.out_shapes = [lay.from_jax(np.empty(s))[0].shape for lay, s in zip(layouts, shapes)]
-        self.cts = [round_to(rng.standard_normal((k, *s)), self.dtype) for s in self.out_shapes]
+        """Inputs, cotangents and finite-difference directions, in that order, per seed."""
+        case, k = self.case, self.per_seed
         diff = [t for t in case.tensors if t.differentiable]
-        direction = {t.name: rng.standard_normal((k, *t.shape)) for t in diff}
-        norm = np.sqrt(sum(np.sum(v.reshape(k, -1) ** 2, axis=1) for v in direction.values()))
-        self.direction = {n: v / norm.reshape((k,) + (1,) * (v.ndim - 1)) for n, v in direction.items()}
+        parts = []
+        for seed in self.seeds:
+            rng = case_rng(seed, case, self.dtype)
+            data = {}
+            for t in case.tensors:
+                a = np.asarray(t.draw(rng, (k, *t.shape)))
+                data[t.name] = round_to(a, self.dtype) if t.kind == "float" else a
+            if not parts:
+                shapes = self.jax.output_shapes(case.jax_ref, [self._jax_array(t, data[t.name][:1]) for t in case.tensors])
+                layouts = self._out_layouts(len(shapes))
+                self.out_shapes = [lay.from_jax(np.empty(s))[0].shape for lay, s in zip(layouts, shapes)]
+            cts = [round_to(rng.standard_normal((k, *s)), self.dtype) for s in self.out_shapes]
+            direction = {t.name: rng.standard_normal((k, *t.shape)) for t in diff}
+            norm = np.sqrt(sum(np.sum(v.reshape(k, -1) ** 2, axis=1) for v in direction.values()))
+            direction = {n: v / norm.reshape((k,) + (1,) * (v.ndim - 1)) for n, v in direction.items()}
+            parts.append((data, cts, direction))
+        cat = lambda arrays: np.concatenate(arrays) if len(arrays) > 1 else arrays[0]  # noqa: E731
+        self.data = {t.name: cat([p[0][t.name] for p in parts]) for t in case.tensors}
+        self.cts = [cat([p[1][i] for p in parts]) for i in range(len(self.out_shapes))]
+        self.direction = {t.name: cat([p[2][t.name] for p in parts]) for t in diff}
 
     def _out_layouts(self, n):
         lays = self.case.out_layouts

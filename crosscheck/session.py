@@ -48,7 +48,7 @@ def check_dtypes(dtypes: list[str] | None) -> list[str]:
 @dataclass
 class Report:
     results: list[CheckResult]
-    seed: int
+    seed: int | str  # "A:B" for a soak over seeds A..B-1
     trials: int
     device: str
     command: str
@@ -101,14 +101,19 @@ def run(
     dtypes: list[str] | None = None,
     device: str = "cpu",
     trials: int = 8,
-    seed: int = 0,
+    seed: int | range | list[int] = 0,
     command: str = "",
     cases: list | None = None,
     on_case=None,
 ) -> Report:
-    """Run every check of the selected cases; `cases` (Case objects) overrides `layers`."""
+    """Run every check of the selected cases; `cases` (Case objects) overrides `layers`.
+
+    `seed` may be a range of seeds (a soak): they run batched, as `trials x len(seeds)` trials.
+    """
     if trials < 1:
         raise UsageError(f"`--trials` (={trials}) must be at least 1")
+    if not isinstance(seed, int) and len(seed) == 0:
+        raise UsageError(f"`--seeds` (={seed}) is empty")
     try:
         selected = cases if cases is not None else registry.select(layers)
     except ValueError as e:
@@ -130,4 +135,5 @@ def run(
                 results.extend(out)
                 if on_case:
                     on_case(case, dtype, out)
-    return Report(results, seed, trials, device, command, versions(torch, jax))
+    seeds = seed if isinstance(seed, int) else f"{seed[0]}:{seed[-1] + 1}"
+    return Report(results, seeds, trials, device, command, versions(torch, jax))
