@@ -43,44 +43,50 @@ def _table(padding_idx: int | None):
     return draw
 
 
+def torch_read_out(input, y, pad_row):
+    """`y` with the rows read at `pad_row` zeroed in value only: their cotangents pass through."""
+    if pad_row is None:
+        return y
+    pad = (input == pad_row).unsqueeze(-1).to(y.dtype)
+    return y - (y * pad).detach()
+
+
+def jax_read_out(indices, y, pad_row):
+    """`y` with the rows read at `pad_row` zeroed in value only: their cotangents pass through."""
+    import jax
+
+    if pad_row is None:
+        return y
+    pad = (indices == pad_row)[..., None].astype(y.dtype)
+    return y - jax.lax.stop_gradient(y * pad)
+
+
 def _case(name, index_shape, num_embeddings, dim, padding_idx=None):
+    pad_row = None if padding_idx is None else padding_idx % num_embeddings
+
     def torch_fn(input, weight):
         from torch_layers.embedding import embedding
 
-        return _torch_read_out(input, embedding(input, weight, padding_idx))
+        return torch_read_out(input, embedding(input, weight, padding_idx), pad_row)
 
     def torch_ref(input, weight):
         import torch.nn.functional as F
 
-        return _torch_read_out(input, F.embedding(input, weight, padding_idx))
-
-    def _torch_read_out(input, y):
-        if padding_idx is None:
-            return y
-        pad = (input == padding_idx % num_embeddings).unsqueeze(-1).to(y.dtype)
-        return y - (y * pad).detach()
+        return torch_read_out(input, F.embedding(input, weight, padding_idx), pad_row)
 
     def jax_fn(indices, weight):
         from jax_layers.embedding import embedding
 
-        return _jax_read_out(indices, embedding(indices, weight, padding_idx))
+        return jax_read_out(indices, embedding(indices, weight, padding_idx), pad_row)
 
     def jax_ref(indices, weight):
         import jax
         import jax.numpy as jnp
 
         if padding_idx is not None:
-            row = (jnp.arange(num_embeddings) == padding_idx % num_embeddings)[:, None]
+            row = (jnp.arange(num_embeddings) == pad_row)[:, None]
             weight = jnp.where(row, jax.lax.stop_gradient(weight), weight)
-        return _jax_read_out(indices, jnp.take(weight, indices, axis=0))
-
-    def _jax_read_out(indices, y):
-        import jax
-
-        if padding_idx is None:
-            return y
-        pad = (indices == padding_idx % num_embeddings)[..., None].astype(y.dtype)
-        return y - jax.lax.stop_gradient(y * pad)
+        return jax_read_out(indices, jnp.take(weight, indices, axis=0), pad_row)
 
     def torch_module(dtype, device):
         from torch_layers.embedding import Embedding
