@@ -78,6 +78,9 @@ class Case:
     # How parameters move into the nnx module (`crosscheck.convert.ParamMap`); by default
     # each parameter goes to its `jax_name` through its `layout`.
     param_map: Any = None
+    # Feed torch strided (non-contiguous) views of every input, as a transposed tensor would
+    # arrive: a backward that calls `.view` on its inputs or gradients fails here.
+    noncontiguous: bool = False
     # The CLI words that select this case; mutated cases point at `mutants --only NAME`.
     selector: str = ""
 

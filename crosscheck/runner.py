@@ -155,7 +155,7 @@ class CaseRun:
             if shift is not None and t.differentiable:
                 a = a + shift * self.direction[t.name]
             if side == "torch":
-                out.append(self.torch.from_numpy(a, t.kind, dtype or self.dtype))
+                out.append(self.torch.from_numpy(a, t.kind, dtype or self.dtype, contiguous=not self.case.noncontiguous))
             else:
                 out.append(self._jax_array(t, a, dtype))
         return out

@@ -39,11 +39,18 @@ class TorchAdapter:
         return DTYPES[dtype]
 
     # -- arrays --------------------------------------------------------------------------
-    def from_numpy(self, a: np.ndarray, kind: str, dtype: str) -> torch.Tensor:
+    def from_numpy(self, a: np.ndarray, kind: str, dtype: str, contiguous: bool = True) -> torch.Tensor:
+        """A tensor on the device; `contiguous=False` gives the same values in a strided view
+        (axes stored in reverse order), as a transposed input would arrive."""
         if kind == "float":
             # Values are already rounded to `dtype`, so this cast is exact.
-            return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)).to(self.device, DTYPES[dtype])
-        return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+            t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)).to(self.device, DTYPES[dtype])
+        else:
+            t = torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+        if not contiguous:
+            rev = tuple(reversed(range(t.ndim)))
+            t = t.permute(rev).contiguous().permute(rev)
+        return t
 
     @staticmethod
     def to_numpy(t) -> np.ndarray:

@@ -55,7 +55,7 @@ def linear_params(in_features: int, out_features: int, bias: bool = True) -> tup
     return (weight, Tensor("bias", (out_features,), jax_name="bias")) if bias else (weight,)
 
 
-def _case(name, batch, in_features, out_features, bias=True):
+def _case(name, batch, in_features, out_features, bias=True, noncontiguous=False):
     torch_module, jax_module = _modules(in_features, out_features, bias)
     return Case(
         name=name,
@@ -68,7 +68,9 @@ def _case(name, batch, in_features, out_features, bias=True):
         jax_ref=jax_ref,
         torch_module=torch_module,
         jax_module=jax_module,
-        description=f"x {(*batch, in_features)} -> {(*batch, out_features)}, bias={bias}",
+        noncontiguous=noncontiguous,
+        description=f"x {(*batch, in_features)} -> {(*batch, out_features)}, bias={bias}"
+        + (", strided inputs" if noncontiguous else ""),
     )
 
 
@@ -76,3 +78,4 @@ def _case(name, batch, in_features, out_features, bias=True):
 register(_case("linear", (4, 1), 7, 5))
 register(_case("linear-nobias", (3,), 6, 2, bias=False))
 register(_case("linear-unbatched", (), 5, 3))
+register(_case("linear-strided", (2, 3), 4, 6, noncontiguous=True))

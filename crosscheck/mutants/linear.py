@@ -179,3 +179,23 @@ for _name, _side, _make, _expect, _desc in [
      "input gradient NaN where the input is negative"),
 ]:
     register_mutant(Mutant(f"linear/{_name}", "linear", _side, _make(), _expect, _desc))
+
+
+def input_grad_via_view():
+    def backward(ctx, g):
+        from torch_layers.linear import LinearFunction
+
+        gi, gw, gb = LinearFunction.backward(ctx, g)
+        input, weight = ctx.saved_tensors
+        # `.view` on a saved input assumes contiguity: it raises for a strided input.
+        gw = g.reshape(-1, weight.shape[0]).mT @ input.view(-1, weight.shape[1])
+        return gi, gw, gb
+
+    return _torch(backward)
+
+
+register_mutant(
+    Mutant("linear/weight-grad-view-of-input", "linear-strided", "torch", input_grad_via_view(),
+           ("grad", "grad-contract", "grad-autodiff", "finite-diff"),
+           "weight gradient reads the input through `.view`, which strided inputs reject")
+)
