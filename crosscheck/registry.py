@@ -78,6 +78,8 @@ class Case:
     # How parameters move into the nnx module (`crosscheck.convert.ParamMap`); by default
     # each parameter goes to its `jax_name` through its `layout`.
     param_map: Any = None
+    # False where a case cannot run under the transform tests (tests/test_transforms.py); say why.
+    transforms: bool = True
     # Feed torch strided (non-contiguous) views of every input, as a transposed tensor would
     # arrive: a backward that calls `.view` on its inputs or gradients fails here.
     noncontiguous: bool = False
