@@ -25,7 +25,9 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
 def _stats(x, dims, eps, center):
     """`(mean, rstd)` over `dims`, kept as size-1 dims; `mean` is None without centering."""
     if center:
-        var, mean = torch.var_mean(x, dim=dims, correction=0, keepdim=True)
+        # Two passes rather than var_mean, which warns on an empty batch.
+        mean = x.mean(dim=dims, keepdim=True)
+        var = (x - mean).square().mean(dim=dims, keepdim=True)
     else:
         mean, var = None, x.square().mean(dim=dims, keepdim=True)
     return mean, torch.rsqrt(var + eps)
@@ -414,7 +416,10 @@ class LayerNorm(nn.Module):
         return layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        return (
+            f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
+            f"bias={self.bias is not None}"
+        )
 
 
 class RMSNorm(nn.Module):
@@ -472,7 +477,7 @@ class GroupNorm(nn.Module):
         return group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, bias={self.bias is not None}"
 
 
 class BatchNorm2d(nn.Module):
