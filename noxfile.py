@@ -29,7 +29,7 @@ def install(session: nox.Session, extras: str = "") -> None:
 @nox.session
 def crosscheck(session: nox.Session) -> None:
     """Run the crosscheck of every layer (arguments go to `python -m crosscheck`)."""
-    install(session)
+    install(session, "report")
     session.run("python", "-m", "crosscheck", *(session.posargs or ["--device", "auto"]))
 
 

@@ -25,8 +25,53 @@ def _parser() -> argparse.ArgumentParser:
         help="soak: run seeds A..B-1 batched together and report the worst error/tolerance per case",
     )
     p.add_argument("--json", metavar="PATH", help="write every check to this JSON file")
+    p.add_argument("--junit", metavar="PATH", help="write JUnit XML (one test per check)")
+    p.add_argument("--markdown", metavar="PATH", help="write the summary table as Markdown")
+    p.add_argument("--plot", metavar="PATH", help="write a PNG of the worst error/tolerance per case and dtype")
+    p.add_argument("--shard", metavar="I/N", help="run only shard I of N (0-based) of the cases, e.g. 0/4")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
     return p
+
+
+class _Progress:
+    """A progress bar on stderr (rich) while cases run; nothing when stderr is not a terminal."""
+
+    def __init__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), transient=True)
+        self.task = None
+
+    @classmethod
+    def maybe(cls):
+        if not sys.stderr.isatty():
+            return None
+        try:
+            return cls()
+        except ImportError:
+            return None
+
+    def start(self, total):
+        self.bar.start()
+        self.task = self.bar.add_task("starting", total=total)
+
+    def step(self, label):
+        if self.bar.tasks[0].description != "starting":
+            self.bar.advance(self.task)
+        self.bar.update(self.task, description=label)
+
+    def stop(self):
+        self.bar.advance(self.task)
+        self.bar.stop()
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UsageError(f"`--shard` (={text!r}) must look like I/N, e.g. 0/4") from None
+    return i, n
 
 
 def _seed_range(text: str) -> range:
@@ -93,16 +138,32 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m crosscheck " + shlex.join(argv)
     try:
         seed = _seed_range(args.seeds) if args.seeds else args.seed
-        report = run(args.layer, args.dtype, args.device, args.trials, seed, command=command.strip())
+        shard = _shard(args.shard) if args.shard else None
+        report = run(args.layer, args.dtype, args.device, args.trials, seed, command=command.strip(),
+                     shard=shard, progress=_Progress.maybe())
     except UsageError as e:
         print(f"crosscheck: error: {e}", file=sys.stderr)
         return 2
     if args.json:
         report.write_json(args.json)
+    if args.junit:
+        from .report import write_junit
+
+        write_junit(report, args.junit)
+    if args.markdown:
+        from .report import format_markdown
+
+        with open(args.markdown, "w") as f:
+            f.write(format_markdown(report))
+    if args.plot:
+        from .plot import write_plot
+
+        write_plot(report, args.plot)
     failures = format_failures(report)
     if failures:
         print(failures + "\n")
     print(format_summary(report))
-    if args.json:
-        print(f"report: {args.json}")
+    for label, path in (("report", args.json), ("junit", args.junit), ("markdown", args.markdown), ("plot", args.plot)):
+        if path:
+            print(f"{label}: {path}")
     return 0 if report.passed else 1

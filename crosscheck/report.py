@@ -53,3 +53,51 @@ def _ratio(x: float) -> str:
 
 def format_failures(report: Report) -> str:
     return "\n\n".join(r.message for r in report.failures)
+
+
+def format_markdown(report: Report) -> str:
+    """The summary table as GitHub-flavoured Markdown (for CI job summaries)."""
+    rows = summary_rows(report)
+    n_fail = len(report.failures)
+    status = "all checks passed" if not n_fail else f"{n_fail} checks failed"
+    out = [
+        f"## crosscheck: {status}",
+        "",
+        f"{len(report.results) - n_fail} passed, {n_fail} failed; {report.trials} trials, "
+        f"seed {report.seed}, device {report.device}.",
+        "",
+        "| layer | dtype | device | checks | failed | worst err/tol | status |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        status = "FAIL" if r["failed"] else "ok"
+        out.append(
+            f"| `{r['layer']}` | {r['dtype']} | {r['device']} | {r['checks']} | {r['failed']} | {_ratio(r['worst'])} | {status} |"
+        )
+    if report.failures:
+        out += ["", "### Failures", ""]
+        for r in report.failures:
+            out += ["```", r.message, "```", ""]
+    return "\n".join(out) + "\n"
+
+
+def write_junit(report: Report, path: str) -> None:
+    """JUnit XML: one test suite per case x dtype x device, one test case per check."""
+    import xml.etree.ElementTree as ET
+
+    suites = ET.Element("testsuites", name="crosscheck", tests=str(len(report.results)), failures=str(len(report.failures)))
+    groups: dict[tuple, list] = {}
+    for r in report.results:
+        groups.setdefault((r.layer, r.dtype, r.device), []).append(r)
+    for (layer, dtype, device), rs in groups.items():
+        suite = ET.SubElement(
+            suites, "testsuite", name=f"{layer}-{dtype}-{device}", tests=str(len(rs)),
+            failures=str(sum(not r.passed for r in rs)),
+        )
+        for r in rs:
+            case = ET.SubElement(suite, "testcase", classname=f"crosscheck.{layer}.{dtype}.{device}",
+                                 name=f"{r.check} / {r.tensor} ({r.compared})")
+            if not r.passed:
+                failure = ET.SubElement(case, "failure", message=r.message.splitlines()[1].strip() if "\n" in r.message else r.message)
+                failure.text = r.message
+    ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)

@@ -105,7 +105,7 @@ class CaseRun:
 
     def values(self, check, tensor, compared, expected, actual, tol: Tolerance, *, scaled=True, note=()):
         """`compared` reads "<expected> vs <actual>"; hints name the two sides that way."""
-        names = compared.split(" (")[0].split(" vs ")
+        names = compared.split(",")[0].split(" vs ")
         cmp = compare(expected, actual, tol, scaled=scaled, names=tuple(names) if len(names) == 2 else None)
         self._record(check, tensor, compared, cmp.passed, cmp, [*note, *cmp.lines] if cmp.lines else [])
 
@@ -296,7 +296,7 @@ class CaseRun:
             else:
                 for i, (a, b) in enumerate(zip(tm.value[0], jm.value[0])):
                     o = ref_t.value[0][i][:1]
-                    self._pair("forward", self._out_label(i, len(tm.value[0])), "values", a, b, o, " (modules)")
+                    self._pair("forward", self._out_label(i, len(tm.value[0])), "values", a, b, o, ", modules")
         if vjp_j.error or plain.error:
             self.error("forward-fwd-rule", "-", "jax f vs fwd primal", vjp_j.error, plain.error)
         else:

@@ -105,6 +105,8 @@ def run(
     command: str = "",
     cases: list | None = None,
     on_case=None,
+    shard: tuple[int, int] | None = None,
+    progress=None,
 ) -> Report:
     """Run every check of the selected cases; `cases` (Case objects) overrides `layers`.
 
@@ -119,6 +121,13 @@ def run(
     except ValueError as e:
         raise UsageError(str(e)) from None
     dtypes = check_dtypes(dtypes)
+    if shard is not None:
+        i, n = shard
+        if not (n >= 1 and 0 <= i < n):
+            raise UsageError(f"`--shard` (={i}/{n}) needs 0 <= I < N")
+        # Round-robin over the registry order: balanced, and the same split on every machine.
+        selected = selected[i::n]
+    runs = [(c, d) for c in selected for d in dtypes if d in c.dtypes]
     torch, jax = _adapters()
     device = resolve_device(device, torch, jax)
     torch.set_device(device)
@@ -126,14 +135,17 @@ def run(
     from .precision import full_precision
 
     results: list[CheckResult] = []
+    if progress is not None:
+        progress.start(len(runs))
     with full_precision():
-        for case in selected:
-            for dtype in dtypes:
-                if dtype not in case.dtypes:
-                    continue
-                out = run_case(case, dtype, device, trials, seed, torch, jax)
-                results.extend(out)
-                if on_case:
-                    on_case(case, dtype, out)
+        for case, dtype in runs:
+            if progress is not None:
+                progress.step(f"{case.name} {dtype}")
+            out = run_case(case, dtype, device, trials, seed, torch, jax)
+            results.extend(out)
+            if on_case:
+                on_case(case, dtype, out)
+    if progress is not None:
+        progress.stop()
     seeds = seed if isinstance(seed, int) else f"{seed[0]}:{seed[-1] + 1}"
     return Report(results, seeds, trials, device, command, versions(torch, jax))
