@@ -3,6 +3,9 @@
 The axes are static (`nondiff_argnums`); the residuals are the output and the optional
 `where` mask. With `y = softmax(x)`, `dx = y (g - sum(g y))`; with `y = log_softmax(x)`,
 `dx = g - exp(y) sum(g)`, the sums over the axes (and only where `where` is True).
+
+bfloat16 and float16 are computed in float32 and rounded once at the end, as torch's kernels
+do: exp, sum and divide each rounded to 8 or 11 bits would cost several roundings per output.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ def _axes(axis, ndim: int) -> tuple[int, ...]:
     return normal
 
 
+def _wide(x):
+    return x.astype(jnp.float32) if x.dtype in (jnp.bfloat16, jnp.float16) else x
+
+
 def _shifted(axes, x, where):
     # Masked-out elements take no part in the max and read as -inf.
     x_max = jnp.max(x, axes, where=where, initial=-jnp.inf, keepdims=True)
@@ -32,9 +39,9 @@ def _shifted(axes, x, where):
 
 
 def _softmax(axes, x, where):
-    unnormalized = jnp.exp(_shifted(axes, x, where))
+    unnormalized = jnp.exp(_shifted(axes, _wide(x), where))
     y = unnormalized / jnp.sum(unnormalized, axes, where=where, keepdims=True)
-    return y if where is None else jnp.where(where, y, 0)
+    return (y if where is None else jnp.where(where, y, 0)).astype(x.dtype)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -49,18 +56,19 @@ def _softmax_fwd(axes, x, where):
 
 def _softmax_bwd(axes, res, g):
     y, where = res
+    wy, wg = _wide(y), _wide(g)
     # y is 0 where masked out, so those elements get no gradient and add nothing to the sum.
-    return y * (g - jnp.sum(g * y, axes, keepdims=True)), None
+    return (wy * (wg - jnp.sum(wg * wy, axes, keepdims=True))).astype(g.dtype), None
 
 
 _softmax_vjp.defvjp(_softmax_fwd, _softmax_bwd)
 
 
 def _log_softmax(axes, x, where):
-    shifted = _shifted(axes, x, where)
+    shifted = _shifted(axes, _wide(x), where)
     lse = jnp.log(jnp.sum(jnp.exp(shifted), axes, where=where, keepdims=True))
     y = shifted - lse
-    return y if where is None else jnp.where(where, y, -jnp.inf)
+    return (y if where is None else jnp.where(where, y, -jnp.inf)).astype(x.dtype)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -75,10 +83,11 @@ def _log_softmax_fwd(axes, x, where):
 
 def _log_softmax_bwd(axes, res, g):
     y, where = res
+    wy, wg = _wide(y), _wide(g)
     if where is None:
-        return g - jnp.exp(y) * jnp.sum(g, axes, keepdims=True), None
-    total = jnp.sum(g, axes, where=where, keepdims=True)
-    return jnp.where(where, g - jnp.exp(y) * total, 0), None
+        return (wg - jnp.exp(wy) * jnp.sum(wg, axes, keepdims=True)).astype(g.dtype), None
+    total = jnp.sum(wg, axes, where=where, keepdims=True)
+    return jnp.where(where, wg - jnp.exp(wy) * total, 0).astype(g.dtype), None
 
 
 _log_softmax_vjp.defvjp(_log_softmax_fwd, _log_softmax_bwd)

@@ -2,7 +2,8 @@
 
 Both backward passes read only the saved output: with `y = softmax(x)`,
 `dx = y (g - sum(g y))`; with `y = log_softmax(x)`, `dx = g - exp(y) sum(g)`, the sums along
-`dim`.
+`dim`. bfloat16 and float16 backward passes run in float32 and round once, as torch's own
+kernels do.
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ import warnings
 
 import torch
 from torch import nn
+
+
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
 
 
 class SoftmaxFunction(torch.autograd.Function):
@@ -30,7 +35,8 @@ class SoftmaxFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         (y,) = ctx.saved_tensors
-        return y * (grad_output - (grad_output * y).sum(ctx.dim, keepdim=True)), None
+        wy, wg = _wide(y), _wide(grad_output)
+        return (wy * (wg - (wg * wy).sum(ctx.dim, keepdim=True))).to(grad_output.dtype), None
 
 
 class LogSoftmaxFunction(torch.autograd.Function):
@@ -50,7 +56,8 @@ class LogSoftmaxFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         (y,) = ctx.saved_tensors
-        return grad_output - torch.exp(y) * grad_output.sum(ctx.dim, keepdim=True), None
+        wy, wg = _wide(y), _wide(grad_output)
+        return (wg - torch.exp(wy) * wg.sum(ctx.dim, keepdim=True)).to(grad_output.dtype), None
 
 
 def _dim(name: str, input: torch.Tensor, dim, stacklevel: int) -> int:
