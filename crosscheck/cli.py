@@ -120,10 +120,35 @@ def _mutants_main(argv: list[str]) -> int:
     return 0 if all(v.as_expected for v in verdicts) else 1
 
 
+def _new_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m crosscheck new",
+        description="Scaffold a layer family: torch and JAX layer files, a registered case and a test.",
+    )
+    p.add_argument("name", help="the family's file stem, e.g. swiglu")
+    p.add_argument("--root", default=".", help="repository root (default: the current directory)")
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    from .scaffold import scaffold
+
+    try:
+        written = scaffold(args.name, args.root)
+    except UsageError as e:
+        print(f"crosscheck: error: {e}", file=sys.stderr)
+        return 2
+    print("\n".join(f"wrote {p}" for p in written))
+    print(f"next: python -m crosscheck --layer {args.name}   and   nox -s tests -- -k {args.name}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["mutants"]:
         return _mutants_main(argv[1:])
+    if argv[:1] == ["new"]:
+        return _new_main(argv[1:])
     parser = _parser()
     try:
         args = parser.parse_args(argv)
