@@ -132,7 +132,8 @@ def test_torch_module_is_a_drop_in(padding_idx):
 
 def test_torch_from_pretrained_like_builtin():
     table = torch.randn(4, 2, dtype=torch.float64)
-    ours, builtin = Embedding.from_pretrained(table, padding_idx=1), torch.nn.Embedding.from_pretrained(table, padding_idx=1)
+    ours = Embedding.from_pretrained(table, padding_idx=1)
+    builtin = torch.nn.Embedding.from_pretrained(table, padding_idx=1)
     assert not ours.weight.requires_grad and ours.padding_idx == builtin.padding_idx
     torch.testing.assert_close(ours(torch.tensor([3, 1])), builtin(torch.tensor([3, 1])))
     assert Embedding.from_pretrained(table, freeze=False).weight.requires_grad
@@ -150,7 +151,8 @@ def test_nnx_module_is_a_drop_in():
     def loss(model):
         return jnp.sum(jnp.nan_to_num(model(idx)) * ct)
 
-    np.testing.assert_allclose(nnx.grad(loss)(ours)["embedding"][...], nnx.grad(loss)(builtin)["embedding"][...], rtol=1e-12)
+    ga, gb = nnx.grad(loss)(ours)["embedding"][...], nnx.grad(loss)(builtin)["embedding"][...]
+    np.testing.assert_allclose(ga, gb, rtol=1e-12)
     q = jnp.asarray(np_rng(1).standard_normal((2, 1, 3)))
     np.testing.assert_allclose(ours.attend(q), builtin.attend(q), rtol=1e-12)
     ga = nnx.grad(lambda m, q: jnp.sum(jnp.sin(m.attend(q))), argnums=(0, 1))(ours, q)

@@ -128,7 +128,8 @@ class Embedding(nn.Module):
         self.sparse = sparse
         if _weight is None:
             factory = {"device": device, "dtype": dtype}
-            self.weight = nn.Parameter(torch.empty((num_embeddings, embedding_dim), **factory), requires_grad=not _freeze)
+            table = torch.empty((num_embeddings, embedding_dim), **factory)
+            self.weight = nn.Parameter(table, requires_grad=not _freeze)
             self.reset_parameters()
         else:
             if tuple(_weight.shape) != (num_embeddings, embedding_dim):

@@ -106,7 +106,9 @@ def _check_cross_entropy(input, target, weight, label_smoothing) -> None:
         raise ValueError(f"`input` (shape {tuple(input.shape)}) must have a class dimension")
     want = () if input.dim() == 1 else (input.shape[0], *input.shape[2:])
     if tuple(target.shape) != tuple(want):
-        raise ValueError(f"`target` (shape {tuple(target.shape)}) must have shape {tuple(want)} for `input` {tuple(input.shape)}")
+        raise ValueError(
+            f"`target` (shape {tuple(target.shape)}) must have shape {tuple(want)} for `input` {tuple(input.shape)}"
+        )
     n_classes = input.shape[_class_dim(input)]
     if weight is not None and tuple(weight.shape) != (n_classes,):
         raise ValueError(f"`weight` (shape {tuple(weight.shape)}) must have shape ({n_classes},)")
