@@ -10,6 +10,25 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
+
+def _persistent_cache() -> None:
+    """Keep compiled programs on disk, so a second run skips XLA compilation.
+
+    `CROSSCHECK_JAX_CACHE` names the folder (default `~/.cache/crosscheck/jax`); set it empty
+    to turn the cache off. A folder already set by the user (`jax_compilation_cache_dir`) wins.
+    """
+    import os
+
+    folder = os.environ.get("CROSSCHECK_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "crosscheck", "jax"))
+    if not folder or jax.config.jax_compilation_cache_dir:
+        return
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+_persistent_cache()
+
 import functools  # noqa: E402
 
 import jax.numpy as jnp  # noqa: E402
