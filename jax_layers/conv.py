@@ -10,8 +10,6 @@ dilation trade places). Padding is always explicit `(lo, hi)` pairs inside the V
 
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import numpy as np
