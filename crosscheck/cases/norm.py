@@ -285,7 +285,7 @@ def _batch_norm_case(name, in_shape, eps=1e-5, affine=True, running=False, modul
 # A size-1 dim in every case; never a statistic over a single element.
 register(_layer_norm_case("layer_norm", (3, 1), (7,)))
 register(_layer_norm_case("layer_norm-2d", (2,), (1, 5), eps=1e-6))
-register(_layer_norm_case("layer_norm-nobias", (4, 1), (3,), bias=False))
+register(_layer_norm_case("layer_norm-nobias", (4, 1), (5,), bias=False))
 register(_layer_norm_case("layer_norm-noaffine", (1, 2), (5,), affine=False))
 register(_layer_norm_case("layer_norm-unbatched", (), (6,)))
 register(_rms_norm_case("rms_norm", (2, 1), (6,)))
