@@ -102,7 +102,7 @@ def divisor(spatial, window, strides, pads, count_include_pad) -> np.ndarray | i
 
 def _avg_pool(spatial, window, strides, pads, count_include_pad, x):
     dims, steps, padding, _ = _config(window, strides, pads, [1] * len(window))
-    total = lax.reduce_window(x, jnp.array(0, x.dtype), lax.add, dims, steps, padding)
+    total = lax.reduce_window(x, 0.0, lax.add, dims, steps, padding)
     return total / jnp.asarray(divisor(spatial, window, strides, pads, count_include_pad), x.dtype)
 
 
@@ -122,8 +122,8 @@ def window_sum_grad(spatial, window, strides, pads, g):
     out = g.shape[1:-1]
     padded = [n + lo + hi for n, (lo, hi) in zip(spatial, pads)]
     widen = [(k - 1, p - (o - 1) * s - 1, s - 1) for k, p, o, s in zip(window, padded, out, strides)]
-    gp = lax.pad(g, jnp.array(0, g.dtype), ((0, 0, 0), *widen, (0, 0, 0)))
-    full = lax.reduce_window(gp, jnp.array(0, g.dtype), lax.add, (1, *window, 1), (1,) * g.ndim, "VALID")
+    gp = lax.pad(g, jnp.zeros((), g.dtype), ((0, 0, 0), *widen, (0, 0, 0)))
+    full = lax.reduce_window(gp, 0.0, lax.add, (1, *window, 1), (1,) * g.ndim, "VALID")
     return full[(slice(None), *(slice(lo, lo + n) for n, (lo, _) in zip(spatial, pads)))]
 
 

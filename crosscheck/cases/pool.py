@@ -1,0 +1,165 @@
+"""Cases for 2-d pooling: torch NCHW <-> Flax NHWC, no parameters.
+
+torch's `stride=None` is the window; Flax's is 1, so the JAX side always gets explicit strides.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..layout import permute
+from ..registry import Case, Tensor, register
+
+CHANNELS_LAST = {True: permute(0, 2, 3, 1), False: permute(1, 2, 0)}
+
+
+def distinct_grid(rng, shape):
+    """Per trial, a permutation of `k / 8` for `|k| <= n / 2`: no two entries tie, in any dtype.
+
+    Such numbers are exact in bfloat16 (8 significant bits) while `n <= 256`, so rounding
+    never makes a tie, and their spacing (1/8) dwarfs the finite-difference step, so no
+    perturbation changes a window's winner.
+    """
+    trials, n = shape[0], int(np.prod(shape[1:]))
+    if n > 256:
+        raise ValueError(f"`shape` (={shape}) holds {n} > 256 entries per trial: k/8 would not stay distinct in bfloat16")
+    return np.stack([rng.permutation(n) - n // 2 for _ in range(trials)]).reshape(shape) / 8.0
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _max_pool_case(name, x_shape, kernel_size, stride=None, padding=0, dilation=1):
+    window, pad, dil = _pair(kernel_size), _pair(padding), _pair(dilation)
+    strides = window if stride is None else _pair(stride)
+    pads = tuple((p, p) for p in pad)
+
+    def torch_fn(x):
+        from torch_layers.pool import max_pool2d
+
+        return max_pool2d(x, kernel_size, stride, padding, dilation)
+
+    def torch_ref(x):
+        import torch.nn.functional as F
+
+        return F.max_pool2d(x, kernel_size, stride, padding, dilation)
+
+    def jax_fn(x):
+        from jax_layers.pool import max_pool
+
+        return max_pool(x, window, strides, pads, window_dilation=dil)
+
+    def jax_ref(x):
+        import jax.numpy as jnp
+        from jax import lax
+
+        lead = ((0, 0),) * (x.ndim - 3)
+        xp = jnp.pad(x, (*lead, *pads, (0, 0)), constant_values=-jnp.inf)
+        if dil == (1, 1):
+            ones = (1,) * (x.ndim - 3)
+            return lax.reduce_window(xp, -jnp.inf, lax.max, (*ones, *window, 1), (*ones, *strides, 1), "VALID")
+        # JAX has no VJP for a dilated max window: the max of strided slices, one per window entry.
+        out = [(n - d * (k - 1) - 1) // s + 1 for n, k, s, d in zip(xp.shape[-3:-1], window, strides, dil)]
+        parts = [
+            xp[..., a * dil[0]: a * dil[0] + (out[0] - 1) * strides[0] + 1: strides[0],
+               b * dil[1]: b * dil[1] + (out[1] - 1) * strides[1] + 1: strides[1], :]
+            for a in range(window[0]) for b in range(window[1])
+        ]
+        return jnp.max(jnp.stack(parts), axis=0)
+
+    def torch_module(dtype, device):
+        from torch_layers.pool import MaxPool2d
+
+        return MaxPool2d(kernel_size, stride, padding, dilation)
+
+    def jax_module(dtype):
+        from jax_layers.pool import MaxPool
+
+        return MaxPool(window, strides, pads, window_dilation=dil)
+
+    layout = CHANNELS_LAST[len(x_shape) == 4]
+    return Case(
+        name=name,
+        family="pool",
+        inputs=(Tensor("input", x_shape, draw=distinct_grid, layout=layout),),
+        torch_fn=torch_fn,
+        torch_ref=torch_ref,
+        jax_fn=jax_fn,
+        jax_ref=jax_ref,
+        torch_module=torch_module,
+        jax_module=jax_module,
+        out_layouts=(layout,),
+        description=f"x {x_shape}, kernel_size={kernel_size}, stride={stride}, padding={padding}, dilation={dilation}",
+    )
+
+
+def _avg_pool_case(name, x_shape, kernel_size, stride=None, padding=0, count_include_pad=True):
+    window, pad = _pair(kernel_size), _pair(padding)
+    strides = window if stride is None else _pair(stride)
+    pads = tuple((p, p) for p in pad)
+
+    def torch_fn(x):
+        from torch_layers.pool import avg_pool2d
+
+        return avg_pool2d(x, kernel_size, stride, padding, count_include_pad=count_include_pad)
+
+    def torch_ref(x):
+        import torch.nn.functional as F
+
+        return F.avg_pool2d(x, kernel_size, stride, padding, count_include_pad=count_include_pad)
+
+    def jax_fn(x):
+        from jax_layers.pool import avg_pool
+
+        return avg_pool(x, window, strides, pads, count_include_pad)
+
+    def jax_ref(x):
+        import jax.numpy as jnp
+        from jax import lax
+
+        ones = (1,) * (x.ndim - 3)
+        dims, steps, padding_ = (*ones, *window, 1), (*ones, *strides, 1), (*((0, 0),) * len(ones), *pads, (0, 0))
+        total = lax.reduce_window(x, 0.0, lax.add, dims, steps, padding_)
+        if count_include_pad:
+            return total / (window[0] * window[1])
+        count = lax.reduce_window(jnp.ones_like(x), 0.0, lax.add, dims, steps, padding_)
+        return total / count
+
+    def torch_module(dtype, device):
+        from torch_layers.pool import AvgPool2d
+
+        return AvgPool2d(kernel_size, stride, padding, count_include_pad=count_include_pad)
+
+    def jax_module(dtype):
+        from jax_layers.pool import AvgPool
+
+        return AvgPool(window, strides, pads, count_include_pad)
+
+    layout = CHANNELS_LAST[len(x_shape) == 4]
+    return Case(
+        name=name,
+        family="pool",
+        inputs=(Tensor("input", x_shape, layout=layout),),
+        torch_fn=torch_fn,
+        torch_ref=torch_ref,
+        jax_fn=jax_fn,
+        jax_ref=jax_ref,
+        torch_module=torch_module,
+        jax_module=jax_module,
+        out_layouts=(layout,),
+        description=f"x {x_shape}, kernel_size={kernel_size}, stride={stride}, padding={padding}, "
+        f"count_include_pad={count_include_pad}",
+    )
+
+
+# Overlapping windows (stride < window) make inputs win, or share, several windows; padding
+# puts -inf (max) or zeros (average) at the borders; a size-1 dim in each case.
+register(_max_pool_case("max_pool2d", (2, 3, 7, 6), 3, stride=2, padding=1))
+register(_max_pool_case("max_pool2d-overlap", (1, 2, 6, 5), (3, 2), stride=1))
+register(_max_pool_case("max_pool2d-dilation2", (2, 1, 7, 8), 2, stride=1, padding=1, dilation=2))
+register(_max_pool_case("max_pool2d-unbatched", (3, 5, 4), 2, stride=(1, 2), padding=(1, 0)))
+register(_avg_pool_case("avg_pool2d", (2, 3, 7, 6), 3, stride=2, padding=1))
+register(_avg_pool_case("avg_pool2d-exclude-pad", (1, 2, 5, 7), (2, 3), stride=(1, 2), padding=1,
+                        count_include_pad=False))
+register(_avg_pool_case("avg_pool2d-default-stride", (3, 1, 6, 4), 2))
