@@ -41,6 +41,13 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def bench(session: nox.Session) -> None:
+    """Time the crosscheck against gradcheck and check_grads; writes reports/bench.{json,png}."""
+    install(session, "report")
+    session.run("python", "-m", "crosscheck.bench", *session.posargs)
+
+
+@nox.session
 def mutants(session: nox.Session) -> None:
     """Run every planted backward bug through the harness; a survivor fails the session."""
     install(session)

@@ -8,6 +8,7 @@ that need it into failed checks carrying its error, and every other check still 
 from __future__ import annotations
 
 import math
+import time
 import traceback
 import zlib
 from dataclasses import asdict, dataclass
@@ -44,13 +45,17 @@ class Outcome:
     error: str | None = None
 
 
-def _stage(label: str, thunk) -> Outcome:
+def _stage(label: str, thunk, clock: dict | None = None) -> Outcome:
+    start = time.perf_counter()
     try:
         return Outcome(thunk())
     except Exception as exc:  # a broken layer is a failed check, never a crash
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         where = f" ({frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})"
         return Outcome(error=f"{label} raised {type(exc).__name__}: {exc}{where}")
+    finally:
+        if clock is not None:
+            clock[label] = clock.get(label, 0.0) + time.perf_counter() - start
 
 
 def round_to(a: np.ndarray, dtype: str) -> np.ndarray:
@@ -84,6 +89,10 @@ class CaseRun:
         self.low = dtype in LOW_PRECISION
         self.results: list[CheckResult] = []
         self.repro = repro_command(case, dtype, device, self.seed, trials)
+        self.clock: dict[str, float] = {}  # seconds per stage: the frameworks' share of the run
+
+    def _stage(self, label, thunk) -> Outcome:
+        return _stage(label, thunk, self.clock)
 
     # -- recording -----------------------------------------------------------------------
     def _record(self, check, tensor, compared, passed, cmp: Comparison | None, lines: list[str]):
@@ -185,24 +194,24 @@ class CaseRun:
     # -- the run -------------------------------------------------------------------------
     def run(self) -> list[CheckResult]:
         case = self.case
-        drawn = _stage("drawing inputs", self.draw)
+        drawn = self._stage("drawing inputs", self.draw)
         if drawn.error:
             self.error("setup", "-", "inputs", drawn.error)
             return self.results
         stages = {
-            "torch": _stage("torch custom vjp", lambda: self._vjp("torch", case.torch_fn)),
-            "jax": _stage("jax custom vjp", lambda: self._vjp("jax", case.jax_fn)),
-            "torch plain": _stage("torch custom forward", lambda: self._forward("torch", case.torch_fn)),
-            "jax plain": _stage("jax custom forward", lambda: self._forward("jax", case.jax_fn)),
-            "torch module": _stage("torch module", lambda: self._module("torch")),
-            "jax module": _stage("jax module", lambda: self._module("jax")),
+            "torch": self._stage("torch custom vjp", lambda: self._vjp("torch", case.torch_fn)),
+            "jax": self._stage("jax custom vjp", lambda: self._vjp("jax", case.jax_fn)),
+            "torch plain": self._stage("torch custom forward", lambda: self._forward("torch", case.torch_fn)),
+            "jax plain": self._stage("jax custom forward", lambda: self._forward("jax", case.jax_fn)),
+            "torch module": self._stage("torch module", lambda: self._module("torch")),
+            "jax module": self._stage("jax module", lambda: self._module("jax")),
         }
         if self.low:
-            oracle = _stage("float64 oracle (jax reference)", lambda: self._vjp("jax", case.jax_ref, "float64"))
+            oracle = self._stage("float64 oracle (jax reference)", lambda: self._vjp("jax", case.jax_ref, "float64"))
             stages["torch ref"] = stages["jax ref"] = oracle
         else:
-            stages["torch ref"] = _stage("torch reference vjp", lambda: self._vjp("torch", case.torch_ref))
-            stages["jax ref"] = _stage("jax reference vjp", lambda: self._vjp("jax", case.jax_ref))
+            stages["torch ref"] = self._stage("torch reference vjp", lambda: self._vjp("torch", case.torch_ref))
+            stages["jax ref"] = self._stage("jax reference vjp", lambda: self._vjp("jax", case.jax_ref))
         self.check_forward(stages)
         self.check_shapes(stages)
         self.check_contract()
@@ -348,7 +357,7 @@ class CaseRun:
             tol = tolerance(self.dtype, "grads", self.case.tolerances)
             return [p for cls, a in calls for p in backward_contract(cls, a, rng, tol.rtol, tol.atol)]
 
-        out = _stage("torch raw backward", contract)
+        out = self._stage("torch raw backward", contract)
         if out.error:
             self.error("grad-contract", "-", "torch Function.backward", out.error)
         else:
@@ -364,7 +373,7 @@ class CaseRun:
             rng = np.random.default_rng([self.seed, 2])
             return [p for f, a, kw in calls for p in bwd_contract(f, a, kw, rng)]
 
-        out = _stage("jax custom_vjp fwd/bwd", jax_contract)
+        out = self._stage("jax custom_vjp fwd/bwd", jax_contract)
         if out.error:
             self.error("grad-contract", "-", "jax custom_vjp bwd", out.error)
         else:
@@ -418,10 +427,10 @@ class CaseRun:
         same product from autodiff of its reference forward."""
         case = self.case
         st = {
-            "torch": _stage("torch custom double backward", lambda: self._hvp("torch", case.torch_fn)),
-            "jax": _stage("jax custom grad of grad", lambda: self._hvp("jax", case.jax_fn)),
-            "torch ref": _stage("torch reference double backward", lambda: self._hvp("torch", case.torch_ref)),
-            "jax ref": _stage("jax reference grad of grad", lambda: self._hvp("jax", case.jax_ref)),
+            "torch": self._stage("torch custom double backward", lambda: self._hvp("torch", case.torch_fn)),
+            "jax": self._stage("jax custom grad of grad", lambda: self._hvp("jax", case.jax_fn)),
+            "torch ref": self._stage("torch reference double backward", lambda: self._hvp("torch", case.torch_ref)),
+            "jax ref": self._stage("jax reference grad of grad", lambda: self._hvp("jax", case.jax_ref)),
         }
         tol = tolerance(self.dtype, "grads", case.tolerances)
         pairs = [
@@ -467,7 +476,7 @@ class CaseRun:
             )
             return numeric / scale, analytic / scale
 
-        out = _stage(f"{side} finite differences", fd)
+        out = self._stage(f"{side} finite differences", fd)
         if out.error:
             self.error("finite-diff", "-", label, out.error)
             return

@@ -1,0 +1,226 @@
+"""`nox -s bench` / `python -m crosscheck.bench`: what the crosscheck costs, next to what users
+would otherwise run on the same layer and shapes.
+
+Per case (float64): the crosscheck's first run (compiling) and second run (compiled), against
+`torch.autograd.gradcheck` (slow and fast mode), `gradgradcheck`, and
+`jax.test_util.check_grads(order=1 and 2, modes=["rev"])`, all timed in this one process. Then
+the harness's own share of a run, how time grows with trials and input size, and the whole
+CLI cold and warm in fresh processes. Ratios compare numbers from this one run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _split(args, case):
+    diff = [i for i, t in enumerate(case.tensors) if t.differentiable]
+    others = {i: a for i, a in enumerate(args) if i not in diff}
+    return diff, others
+
+
+def _call(fn, diff, others, p):
+    a = {**others, **dict(zip(diff, p))}
+    out = fn(*(a[i] for i in range(len(a))))
+    return out
+
+
+def baselines(case, torch_side, jax_side) -> dict:
+    """Seconds for gradcheck (slow, fast), gradgradcheck and check_grads (1, 2) on trial 0."""
+    import torch
+    from jax.test_util import check_grads
+
+    from .runner import CaseRun
+
+    run = CaseRun(case, "float64", "cpu", 1, 0, torch_side, jax_side)
+    run.draw()
+    t_args = [a[0] for a in run._args("torch")]
+    j_args = [a[0] for a in run._args("jax")]
+    diff, t_others = _split(t_args, case)
+    _, j_others = _split(j_args, case)
+    t_in = tuple(t_args[i].detach().clone().requires_grad_() for i in diff)
+    t_fn = lambda *p: _call(case.torch_fn, diff, t_others, p)  # noqa: E731
+    j_fn = lambda *p: _call(case.jax_fn, diff, j_others, p)  # noqa: E731
+    j_in = tuple(j_args[i] for i in diff)
+    out = {}
+    for label, thunk in (
+        ("gradcheck", lambda: torch.autograd.gradcheck(t_fn, t_in)),
+        ("gradcheck_fast", lambda: torch.autograd.gradcheck(t_fn, t_in, fast_mode=True)),
+        ("gradgradcheck", lambda: torch.autograd.gradgradcheck(t_fn, t_in)),
+        ("check_grads_1", lambda: check_grads(j_fn, j_in, order=1, modes=["rev"])),
+        ("check_grads_2", lambda: check_grads(j_fn, j_in, order=2, modes=["rev"])),
+    ):
+        try:
+            out[label] = _timed(thunk)
+        except Exception as e:  # a baseline that cannot run on a layer is reported, not fatal
+            out[label] = None
+            out[f"{label}_error"] = f"{type(e).__name__}: {str(e)[:120]}"
+    return out
+
+
+def crosscheck_times(case, dtype, trials, torch_side, jax_side) -> dict:
+    """First run (compiles) and second run (compiled) of every check; the harness's share."""
+    from .runner import CaseRun
+
+    first = CaseRun(case, dtype, "cpu", trials, 0, torch_side, jax_side)
+    cold = _timed(first.run)
+    second = CaseRun(case, dtype, "cpu", trials, 1, torch_side, jax_side)
+    warm = _timed(second.run)
+    frameworks = sum(v for k, v in second.clock.items() if k != "drawing inputs")
+    return {"compile_and_run": cold, "run": warm, "frameworks": frameworks, "harness": warm - frameworks}
+
+
+def cli_times(trials: int, layers: list[str]) -> dict:
+    """The whole CLI in fresh processes: cold (empty compilation cache) then warm."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "CROSSCHECK_JAX_CACHE": cache}
+        cmd = [sys.executable, "-m", "crosscheck", "--device", "cpu", "--trials", str(trials)]
+        for layer in layers:
+            cmd += ["--layer", layer]
+        out = {}
+        for label in ("cold", "warm"):
+            start = time.perf_counter()
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            out[label] = time.perf_counter() - start
+            out[f"{label}_exit"] = done.returncode
+    return out
+
+
+def _fmt(x):
+    return "-" if x is None else f"{x:.3g}"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m crosscheck.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--layer", action="append", help="cases or families (default: all)")
+    p.add_argument("--trials", type=int, default=8)
+    p.add_argument("--out", default="reports", help="folder for bench.json and bench.png")
+    p.add_argument("--skip-cli", action="store_true", help="skip the cold/warm CLI runs")
+    args = p.parse_args(argv)
+
+    from . import adapters, registry
+    from .precision import full_precision
+
+    torch_side, jax_side = adapters.get("torch"), adapters.get("jax")
+    cases = registry.select(args.layer)
+    result = {"trials": args.trials, "cases": {}, "trials_curve": {}, "size_curve": {}}
+    with full_precision():
+        for case in cases:
+            row = crosscheck_times(case, "float64", args.trials, torch_side, jax_side)
+            row.update(baselines(case, torch_side, jax_side))
+            result["cases"][case.name] = row
+            print(f"{case.name:<28} crosscheck {_fmt(row['run'])} s (first {_fmt(row['compile_and_run'])} s)  "
+                  f"gradcheck {_fmt(row['gradcheck'])}  fast {_fmt(row['gradcheck_fast'])}  "
+                  f"gradgrad {_fmt(row['gradgradcheck'])}  check_grads1 {_fmt(row['check_grads_1'])}  "
+                  f"check_grads2 {_fmt(row['check_grads_2'])}", flush=True)
+        for name in [c.name for c in cases][:3]:
+            case = registry.get(name)
+            curve = {}
+            for k in (1, 4, 16, 64, 256, 1024):
+                curve[k] = crosscheck_times(case, "float64", k, torch_side, jax_side)["run"]
+            result["trials_curve"][name] = curve
+        from .cases.linear import _case
+
+        for width in (4, 16, 64, 256):
+            case = _case(f"linear-{width}", (8, 1), width, width + 3)
+            row = crosscheck_times(case, "float64", args.trials, torch_side, jax_side)
+            row.update(baselines(case, torch_side, jax_side))
+            result["size_curve"][width] = row
+    if not args.skip_cli:
+        names = [c.name for c in cases]
+        result["cli"] = cli_times(args.trials, names if args.layer else [])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
+    print()
+    print(format_table(result))
+    write_chart(result, out / "bench.png")
+    print(f"\nwrote {out / 'bench.json'} and {out / 'bench.png'}")
+    return 0
+
+
+def _ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def format_table(result) -> str:
+    """Ratios of each baseline to one crosscheck run (all checks, all trials), per case."""
+    head = ("case", "crosscheck s", "first run s", "harness %", "gradcheck x", "fast x", "gradgrad x", "check_grads1 x", "check_grads2 x")
+    rows = []
+    for name, r in result["cases"].items():
+        rows.append((
+            name, _fmt(r["run"]), _fmt(r["compile_and_run"]), _fmt(100 * r["harness"] / r["frameworks"]),
+            *(_fmt(_ratio(r[k], r["run"])) for k in ("gradcheck", "gradcheck_fast", "gradgradcheck", "check_grads_1", "check_grads_2")),
+        ))
+    widths = [max(len(x) for x in col) for col in zip(head, *rows)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    lines = [line(head), line(["-" * w for w in widths]), *map(line, rows)]
+    total = {k: sum(r[k] or 0 for r in result["cases"].values()) for k in ("run", "frameworks", "harness", "gradcheck", "gradgradcheck", "check_grads_2")}
+    lines += ["", f"all cases, float64, {result['trials']} trials: crosscheck {total['run']:.1f} s; "
+              f"gradcheck {total['gradcheck']:.1f} s, gradgradcheck {total['gradgradcheck']:.1f} s, "
+              f"check_grads(order=2) {total['check_grads_2']:.1f} s; harness share "
+              f"{100 * total['harness'] / max(total['frameworks'], 1e-9):.0f}% of the frameworks' time"]
+    for name, curve in result["trials_curve"].items():
+        lines.append(f"trials curve {name}: " + ", ".join(f"{k}: {_fmt(v)} s" for k, v in curve.items())
+                     + f" (1024 trials cost {curve[1024] / curve[1]:.1f}x one trial)")
+    for width, r in result["size_curve"].items():
+        lines.append(f"linear width {width}: crosscheck {_fmt(r['run'])} s, gradcheck {_fmt(r['gradcheck'])} s "
+                     f"({_fmt(_ratio(r['gradcheck'], r['run']))}x)")
+    if "cli" in result:
+        c = result["cli"]
+        lines.append(f"whole CLI, {result['trials']} trials, all dtypes: cold {c['cold']:.1f} s (exit {c['cold_exit']}), "
+                     f"warm {c['warm']:.1f} s (exit {c['warm_exit']})")
+    return "\n".join(lines)
+
+
+def write_chart(result, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 0.25 * len(result["cases"]) + 2))
+    names = list(result["cases"])
+    for k, key in enumerate(("gradcheck", "gradgradcheck", "check_grads_2")):
+        vals = [_ratio(result["cases"][n][key], result["cases"][n]["run"]) or 0 for n in names]
+        ax1.barh([i + 0.27 * (k - 1) for i in range(len(names))], vals, height=0.27, label=key)
+    ax1.axvline(1, color="k", lw=0.8)
+    ax1.set_xscale("log")
+    ax1.set_yticks(range(len(names)))
+    ax1.set_yticklabels(names, fontsize=7)
+    ax1.invert_yaxis()
+    ax1.set_xlabel("baseline time / one crosscheck run (all checks, all trials)")
+    ax1.legend(fontsize=7)
+    for name, curve in result["trials_curve"].items():
+        ks = [int(k) for k in curve]
+        ax2.plot(ks, list(curve.values()), marker="o", label=name)
+    ks = [1, 1024]
+    first = next(iter(result["trials_curve"].values()), None)
+    if first:
+        base = list(first.values())[0]
+        ax2.plot(ks, [base, base * 1024], ls="--", color="gray", label="1024 x one trial")
+    ax2.set_xscale("log")
+    ax2.set_yscale("log")
+    ax2.set_xlabel("trials")
+    ax2.set_ylabel("seconds per crosscheck run")
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
