@@ -18,6 +18,10 @@ from ..convert.conv import (
 from ..layout import permute
 from ..registry import Case, Tensor, register
 
+# Per case, the static arguments after `(input, weight, bias)` of the torch functional and of
+# the JAX function; mutants rebuild the same calls from them.
+CONFIGS: dict[str, dict[str, tuple]] = {}
+
 # Channels first -> channels last, with and without the batch axis.
 CHANNELS_LAST = {(1, True): permute(0, 2, 1), (2, True): permute(0, 2, 3, 1), (1, False): permute(1, 0), (2, False): permute(1, 2, 0)}
 
@@ -36,11 +40,13 @@ def _conv_case(name, x_shape, w_shape, *, bias=True, stride=1, padding=0, dilati
     kernel, strides, dilations = w_shape[2:], _ints(stride, n), _ints(dilation, n)
     jax_padding = _jax_padding(padding, n)
     op = {1: "conv1d", 2: "conv2d"}[n]
+    torch_args, jax_args = (stride, padding, dilation, groups), (strides, jax_padding, 1, dilations, groups)
+    CONFIGS[name] = {"torch": torch_args, "jax": jax_args}
 
     def torch_fn(x, weight, bias=None):
         from torch_layers import conv
 
-        return getattr(conv, op)(x, weight, bias, stride, padding, dilation, groups)
+        return getattr(conv, op)(x, weight, bias, *torch_args)
 
     def torch_ref(x, weight, bias=None):
         import warnings
@@ -50,12 +56,12 @@ def _conv_case(name, x_shape, w_shape, *, bias=True, stride=1, padding=0, dilati
         with warnings.catch_warnings():
             # "same" with an even kernel: torch warns that it pads a copy of the input.
             warnings.filterwarnings("ignore", "Using padding='same'", UserWarning)
-            return getattr(F, op)(x, weight, bias, stride, padding, dilation, groups)
+            return getattr(F, op)(x, weight, bias, *torch_args)
 
     def jax_fn(x, kernel, bias=None):
         from jax_layers.conv import conv
 
-        return conv(x, kernel, bias, strides, jax_padding, 1, dilations, groups)
+        return conv(x, kernel, bias, *jax_args)
 
     def jax_ref(x, kernel, bias=None):
         from jax import lax
@@ -108,21 +114,23 @@ def _conv_transpose_case(name, x_shape, w_shape, *, bias=True, stride=1, padding
     c_in, c_out, kernel = w_shape[0], w_shape[1], w_shape[2:]
     strides, dilations = _ints(stride, 2), _ints(dilation, 2)
     pads = conv_transpose_padding(kernel, _ints(padding, 2), _ints(output_padding, 2), dilations)
+    torch_args, jax_args = (stride, padding, output_padding, 1, dilation), (strides, pads, dilations)
+    CONFIGS[name] = {"torch": torch_args, "jax": jax_args}
 
     def torch_fn(x, weight, bias=None):
         from torch_layers.conv import conv_transpose2d
 
-        return conv_transpose2d(x, weight, bias, stride, padding, output_padding, 1, dilation)
+        return conv_transpose2d(x, weight, bias, *torch_args)
 
     def torch_ref(x, weight, bias=None):
         import torch.nn.functional as F
 
-        return F.conv_transpose2d(x, weight, bias, stride, padding, output_padding, 1, dilation)
+        return F.conv_transpose2d(x, weight, bias, *torch_args)
 
     def jax_fn(x, kernel, bias=None):
         from jax_layers.conv import conv_transpose
 
-        return conv_transpose(x, kernel, bias, strides, pads, dilations)
+        return conv_transpose(x, kernel, bias, *jax_args)
 
     def jax_ref(x, kernel, bias=None):
         from jax import lax

@@ -10,6 +10,10 @@ import numpy as np
 from ..layout import permute
 from ..registry import Case, Tensor, register
 
+# Per case, the static arguments after the input of the torch functional and of the JAX
+# function's argument resolver (`_pool_call`); mutants rebuild the same calls from them.
+CONFIGS: dict[str, dict[str, tuple]] = {}
+
 CHANNELS_LAST = {True: permute(0, 2, 3, 1), False: permute(1, 2, 0)}
 
 
@@ -34,16 +38,18 @@ def _max_pool_case(name, x_shape, kernel_size, stride=None, padding=0, dilation=
     window, pad, dil = _pair(kernel_size), _pair(padding), _pair(dilation)
     strides = window if stride is None else _pair(stride)
     pads = tuple((p, p) for p in pad)
+    torch_args = (kernel_size, stride, padding, dilation)
+    CONFIGS[name] = {"torch": torch_args, "jax": (window, strides, pads, dil)}
 
     def torch_fn(x):
         from torch_layers.pool import max_pool2d
 
-        return max_pool2d(x, kernel_size, stride, padding, dilation)
+        return max_pool2d(x, *torch_args)
 
     def torch_ref(x):
         import torch.nn.functional as F
 
-        return F.max_pool2d(x, kernel_size, stride, padding, dilation)
+        return F.max_pool2d(x, *torch_args)
 
     def jax_fn(x):
         from jax_layers.pool import max_pool
@@ -98,16 +104,18 @@ def _avg_pool_case(name, x_shape, kernel_size, stride=None, padding=0, count_inc
     window, pad = _pair(kernel_size), _pair(padding)
     strides = window if stride is None else _pair(stride)
     pads = tuple((p, p) for p in pad)
+    torch_args = (kernel_size, stride, padding, False, count_include_pad)
+    CONFIGS[name] = {"torch": torch_args, "jax": (window, strides, pads, count_include_pad)}
 
     def torch_fn(x):
         from torch_layers.pool import avg_pool2d
 
-        return avg_pool2d(x, kernel_size, stride, padding, count_include_pad=count_include_pad)
+        return avg_pool2d(x, *torch_args)
 
     def torch_ref(x):
         import torch.nn.functional as F
 
-        return F.avg_pool2d(x, kernel_size, stride, padding, count_include_pad=count_include_pad)
+        return F.avg_pool2d(x, *torch_args)
 
     def jax_fn(x):
         from jax_layers.pool import avg_pool

@@ -1,0 +1,121 @@
+"""Planted bugs in the convolutions' backward passes."""
+
+from __future__ import annotations
+
+import importlib
+
+from ._core import Mutant, jax_with_bwd, register_mutant, torch_with_backward
+
+VALUES = ("grad", "grad-autodiff", "finite-diff")
+
+
+def _config(case, side):
+    from ..cases.conv import CONFIGS
+
+    return CONFIGS[case][side]
+
+
+def _torch_conv(case, backward):
+    from torch_layers import conv as C
+
+    cls = torch_with_backward(C.ConvFunction, backward)
+    n = 1 if case.startswith("conv1d") else 2
+    return lambda x, w, b=None: C._convnd(cls, n, x, w, b, *_config(case, "torch"))
+
+
+def _jax_conv(case, bwd):
+    L = importlib.import_module("jax_layers.conv")
+
+    f = jax_with_bwd(L._conv, L._conv_fwd, bwd, nondiff_argnums=(0, 1, 2, 3, 4, 5))
+    return lambda x, k, b=None: L._conv_call(f, x, k, b, *_config(case, "jax"), None)
+
+
+def weight_grad_flipped():
+    from torch_layers.conv import ConvFunction
+
+    def backward(ctx, g):
+        gi, gw, gb, *rest = ConvFunction.backward(ctx, g)
+        # Convolution and correlation confused: the kernel gradient comes out reversed in space.
+        return (gi, None if gw is None else gw.flip(-2, -1), gb, *rest)
+
+    return _torch_conv("conv2d", backward)
+
+
+def input_grad_without_output_padding():
+    import torch.nn.functional as F
+
+    from torch_layers.conv import ConvFunction
+
+    def backward(ctx, g):
+        input, weight = ctx.saved_tensors
+        stride, pads, dilation, groups = ctx.config
+        _, gw, gb, *rest = ConvFunction.backward(ctx, g)
+        # Forgets the input columns that the stride skipped: one column short at W = 5.
+        gi = F.conv_transpose2d(g, weight, None, stride, tuple(lo for lo, _ in pads), 0, groups, dilation)
+        return (gi, gw, gb, *rest)
+
+    return _torch_conv("conv2d", backward)
+
+
+def transpose_weight_grad_stride_dilation_unswapped():
+    from torch_layers import conv as C
+
+    def backward(ctx, g):
+        input, weight = ctx.saved_tensors
+        stride, padding, groups, dilation = ctx.config
+        gi, _, gb, *rest = C.ConvTranspose2dFunction.backward(ctx, g)
+        pads = tuple((p, p) for p in padding)
+        # `_correlate` trades stride and dilation itself; trading them here too undoes it.
+        gw = C._correlate(g, input, weight.shape[2:], dilation, pads, stride, groups)
+        return (gi, gw, gb, *rest)
+
+    cls = torch_with_backward(C.ConvTranspose2dFunction, backward)
+    args = _config("conv_transpose2d", "torch")
+    return lambda x, w, b=None: cls.apply(*C._conv_transpose2d_args(x, w, b, *args)[0])
+
+
+def jax_input_grad_kernel_not_reversed():
+    from jax import lax
+
+    L = importlib.import_module("jax_layers.conv")
+
+    def bwd(*args):
+        *config, (x, kernel, bias), g = args
+        # Reversing an already reversed kernel: the input gradient correlates with the kernel.
+        flipped = lax.rev(kernel, tuple(range(kernel.ndim - 2)))
+        gx, _, _ = L._conv_bwd(*config, (x, flipped, bias), g)
+        _, gk, gb = L._conv_bwd(*config, (x, kernel, bias), g)
+        return gx, gk, gb
+
+    return _jax_conv("conv1d", bwd)
+
+
+def jax_kernel_grad_groups_interleaved():
+    L = importlib.import_module("jax_layers.conv")
+
+    def bwd(*args):
+        *config, (x, kernel, bias), g = args
+        gx, _, gb = L._conv_bwd(*config, (x, kernel, bias), g)
+        groups = config[4]
+        # Channels split as (channel, group) instead of (group, channel): a wrong-axis reshape.
+        cin = x.shape[-1]
+        shuffled = x.reshape(*x.shape[:-1], cin // groups, groups).swapaxes(-1, -2).reshape(x.shape)
+        gk = L.conv_kernel_grad(*config, shuffled, g, kernel.shape)
+        return gx, gk, gb
+
+    return _jax_conv("conv2d-groups2", bwd)
+
+
+for _name, _case, _side, _make, _expect, _desc in [
+    ("weight-grad-flipped", "conv2d", "torch", weight_grad_flipped, VALUES,
+     "weight gradient reversed in space (correlation and convolution confused)"),
+    ("input-grad-no-output-padding", "conv2d", "torch", input_grad_without_output_padding,
+     ("grad-shape", "grad-contract") + VALUES, "input gradient drops the columns the stride skipped"),
+    ("transpose-weight-grad-stride-dilation", "conv_transpose2d", "torch", transpose_weight_grad_stride_dilation_unswapped,
+     VALUES, "transposed conv weight gradient with stride and dilation not traded"),
+    ("input-grad-kernel-not-reversed", "conv1d", "jax", jax_input_grad_kernel_not_reversed, VALUES,
+     "input gradient uses the kernel unreversed in space"),
+    ("kernel-grad-groups-interleaved", "conv2d-groups2", "jax", jax_kernel_grad_groups_interleaved, VALUES,
+     "kernel gradient reads the input's channels with groups interleaved"),
+]:
+    register_mutant(Mutant(f"conv/{_name}", _case, _side, _make(), _expect, _desc))
