@@ -31,12 +31,19 @@ def select(names: list[str] | None) -> list[Mutant]:
     mutants = all_mutants()
     if not names:
         return mutants
-    known = {m.name for m in mutants}
-    families = {m.name.split("/")[0] for m in mutants} | {m.case for m in mutants}
-    unknown = [n for n in names if n not in known and n not in families]
+    from ..registry import get
+
+    def groups(m):  # a mutant answers to its name, its prefix, its case and its case's family
+        return {m.name, m.name.split("/")[0], m.case, get(m.case).family}
+
+    known = set().union(*(groups(m) for m in mutants))
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"Unknown mutant: {', '.join(map(repr, unknown))}. Valid names: {', '.join(sorted(known))}")
-    return [m for m in mutants if m.name in names or m.name.split("/")[0] in names or m.case in names]
+        raise ValueError(
+            f"Unknown mutant: {', '.join(map(repr, unknown))}. Valid names: mutant, case or family names, "
+            f"e.g. {', '.join(sorted(m.name for m in mutants)[:5])}"
+        )
+    return [m for m in mutants if groups(m) & set(names)]
 
 
 def run_mutants(mutants: list[Mutant], dtype="float64", device="cpu", trials=2, seed=0) -> list[Verdict]:
