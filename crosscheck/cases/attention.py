@@ -112,25 +112,26 @@ def _sdpa_case(name, q_shape, s_len, mask=None, is_causal=False, scale=None, des
 
 
 # L != S and E != L everywhere; a size-1 dim in each, where a missing broadcast sum would hide.
-register(_sdpa_case("sdpa", (1, 3, 4, 5), 6, description="q (1, 3, 4, 5), k/v (1, 3, 6, 5), no mask"))
+SDPA = "scaled_dot_product_attention"
+register(_sdpa_case(SDPA, (1, 3, 4, 5), 6, description="q (1, 3, 4, 5), k/v (1, 3, 6, 5), no mask"))
 register(_sdpa_case(
-    "sdpa-bool-mask", (2, 3, 4, 5), 6, mask=("bool", (2, 1, 4, 6)),
+    f"{SDPA}-bool-mask", (2, 3, 4, 5), 6, mask=("bool", (2, 1, 4, 6)),
     description="bool mask (2, 1, 4, 6), True = take part",
 ))
 register(_sdpa_case(
-    "sdpa-float-mask", (2, 3, 4, 5), 6, mask=("float", (1, 3, 4, 6)),
+    f"{SDPA}-float-mask", (2, 3, 4, 5), 6, mask=("float", (1, 3, 4, 6)),
     description="additive float mask (1, 3, 4, 6), differentiable",
 ))
 register(_sdpa_case(
-    "sdpa-float-mask-inf", (2, 2, 4, 3), 5, mask=("float-inf", (4, 5)),
+    f"{SDPA}-float-mask-inf", (2, 2, 4, 3), 5, mask=("float-inf", (4, 5)),
     description="additive float mask (4, 5) with -inf entries, not differentiable",
 ))
-register(_sdpa_case("sdpa-causal", (2, 3, 4, 5), 6, is_causal=True, description="is_causal, L=4 < S=6 (top-left)"))
+register(_sdpa_case(f"{SDPA}-causal", (2, 3, 4, 5), 6, is_causal=True, description="is_causal, L=4 < S=6 (top-left)"))
 register(_sdpa_case(
-    "sdpa-causal-scale", (1, 2, 6, 4), 3, is_causal=True, scale=0.3,
+    f"{SDPA}-causal-scale", (1, 2, 6, 4), 3, is_causal=True, scale=0.3,
     description="is_causal, L=6 > S=3, scale=0.3",
 ))
-register(_sdpa_case("sdpa-one-query", (2, 3, 1, 5), 6, description="a single query, L=1"))
+register(_sdpa_case(f"{SDPA}-one-query", (2, 3, 1, 5), 6, description="a single query, L=1"))
 
 
 # -- multi-head attention --------------------------------------------------------------------

@@ -138,21 +138,21 @@ def jax_causal_ignored():
 
 
 for _name, _case, _side, _make, _desc in [
-    ("no-rowsum", "sdpa", "torch", torch_no_rowsum,
+    ("no-rowsum", "scaled_dot_product_attention", "torch", torch_no_rowsum,
      "softmax backward P * dP, without the - rowsum(dP * P) term"),
-    ("scale-missing", "sdpa-causal-scale", "torch", torch_scale_missing,
+    ("scale-missing", "scaled_dot_product_attention-causal-scale", "torch", torch_scale_missing,
      "query and key gradients without the logit scale"),
-    ("key-value-swapped", "sdpa-bool-mask", "torch", torch_key_value_swapped,
+    ("key-value-swapped", "scaled_dot_product_attention-bool-mask", "torch", torch_key_value_swapped,
      "key and value gradients returned in each other's place"),
-    ("causal-ignored", "sdpa-causal", "torch", torch_causal_ignored,
+    ("causal-ignored", "scaled_dot_product_attention-causal", "torch", torch_causal_ignored,
      "backward recomputes the weights without the causal mask"),
-    ("no-rowsum-jax", "sdpa-float-mask", "jax", jax_no_rowsum,
+    ("no-rowsum-jax", "scaled_dot_product_attention-float-mask", "jax", jax_no_rowsum,
      "softmax backward P * dP, without the - rowsum(dP * P) term (bias gradient too)"),
-    ("scale-twice-jax", "sdpa", "jax", jax_scale_twice,
+    ("scale-twice-jax", "scaled_dot_product_attention", "jax", jax_scale_twice,
      "query and key gradients scaled twice"),
-    ("key-value-swapped-jax", "sdpa-bool-mask", "jax", jax_key_value_swapped,
+    ("key-value-swapped-jax", "scaled_dot_product_attention-bool-mask", "jax", jax_key_value_swapped,
      "key and value gradients returned in each other's place"),
-    ("causal-ignored-jax", "sdpa-causal-scale", "jax", jax_causal_ignored,
+    ("causal-ignored-jax", "scaled_dot_product_attention-causal-scale", "jax", jax_causal_ignored,
      "bwd recomputes the weights without the causal mask"),
 ]:
     register_mutant(Mutant(f"attention/{_name}", _case, _side, _make(), VALUES, _desc))
