@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,8 +21,10 @@ from crosscheck.mutants._core import GRAD_CHECKS
 from crosscheck.registry import select
 from crosscheck.session import run
 from helpers import np_rng, t64
-from jax_layers import conv as JC
 from torch_layers import conv as TC
+
+# The module, not `jax_layers.conv`, which the package re-exports as the function.
+JC = importlib.import_module("jax_layers.conv")
 
 # torch warns that "same" with an even kernel pads a copy of the input; ours pads explicitly.
 SAME_EVEN = pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
