@@ -169,26 +169,38 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"crosscheck: error: {e}", file=sys.stderr)
         return 2
-    if args.json:
-        report.write_json(args.json)
-    if args.junit:
-        from .report import write_junit
-
-        write_junit(report, args.junit)
-    if args.markdown:
-        from .report import format_markdown
-
-        with open(args.markdown, "w") as f:
-            f.write(format_markdown(report))
-    if args.plot:
-        from .plot import write_plot
-
-        write_plot(report, args.plot)
     failures = format_failures(report)
     if failures:
         print(failures + "\n")
     print(format_summary(report))
-    for label, path in (("report", args.json), ("junit", args.junit), ("markdown", args.markdown), ("plot", args.plot)):
-        if path:
-            print(f"{label}: {path}")
-    return 0 if report.passed else 1
+    written = _write_reports(report, args)
+    for label, path in written:
+        print(f"{label}: {path}")
+    requested = sum(bool(p) for p in (args.json, args.junit, args.markdown, args.plot))
+    return 0 if report.passed and len(written) == requested else 1
+
+
+def _write_reports(report, args) -> list[tuple[str, str]]:
+    """Every requested report file; one writer failing does not stop the others."""
+    from .report import format_markdown, write_junit
+
+    def markdown(path):
+        with open(path, "w") as f:
+            f.write(format_markdown(report))
+
+    def plot(path):
+        from .plot import write_plot
+
+        write_plot(report, path)
+
+    written = []
+    for label, path, write in (("report", args.json, report.write_json), ("junit", args.junit, lambda p: write_junit(report, p)),
+                               ("markdown", args.markdown, markdown), ("plot", args.plot, plot)):
+        if not path:
+            continue
+        try:
+            write(path)
+            written.append((label, path))
+        except Exception as e:  # report the failure, keep writing the rest
+            print(f"crosscheck: could not write {label} {path}: {type(e).__name__}: {e}", file=sys.stderr)
+    return written

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
 from dataclasses import dataclass, field
 
@@ -74,13 +75,21 @@ class Report:
         }
 
     def write_json(self, path: str) -> None:
+        """Strict JSON: non-finite numbers (a relative error against an exact 0 is inf) are
+        written as the strings "inf", "-inf" and "nan"."""
         with open(path, "w") as f:
-            json.dump(self.to_dict(), f, indent=1, allow_nan=False, default=_json_default)
+            json.dump(_finite(self.to_dict()), f, indent=1, allow_nan=False)
             f.write("\n")
 
 
-def _json_default(x):
-    raise TypeError(f"not JSON serialisable: {x!r}")
+def _finite(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    return x
 
 
 def versions(torch, jax) -> dict:

@@ -89,3 +89,17 @@ def test_same_seed_same_report_other_seed_other_draws(tmp_path):
     errs = lambda r: [x["max_abs_err"] for x in r["checks"]]  # noqa: E731
     assert errs(a) != errs(c)
     assert c["seed"] == 6 and "--seed 6" in c["command"]
+
+
+def test_json_is_strict_even_with_nan_and_inf(tmp_path):
+    (m,) = [m for m in all_mutants() if m.name == "linear/input-grad-nan"]
+    case = m.apply().replace(name="linear-nan", selector="")
+    registry._REGISTRY[case.name] = case
+    try:
+        path = tmp_path / "r.json"
+        assert main(["--layer", "linear-nan", *FAST, "--json", str(path)]) == 1
+    finally:
+        del registry._REGISTRY[case.name]
+    text = path.read_text()
+    report = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert "inf" in {c["max_abs_err"] for c in report["checks"]}
