@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 import pytest
 
 from crosscheck.mutants import all_mutants
@@ -59,3 +61,24 @@ def test_broadcast_gradient_is_caught_only_by_the_raw_contract():
     msgs = _messages("linear/bias-grad-not-summed")
     assert len(msgs) == 1 and "/ grad-contract /" in msgs[0]
     assert "gradient 2: shape (4, 1, 5) torch.float64, input has shape (5,)" in msgs[0]
+
+
+@pytest.mark.parametrize("name", ["gelu-tanh/cubic-constant-both-ways", "linear/bias-subtracted-both-ways"])
+def test_consistent_porting_errors_pass_gradcheck_but_not_the_harness(name):
+    """The bug gradcheck/check_grads cannot see: forward and backward wrong together."""
+    (mutant,) = [m for m in MUTANTS if m.name == name]
+    case = mutant.apply()
+    rng = np.random.default_rng(0)
+    args = [rng.standard_normal(t.shape) for t in case.tensors]
+    if mutant.side == "torch":
+        import torch
+
+        t_args = tuple(torch.tensor(a, requires_grad=True) for a in args)
+        assert torch.autograd.gradcheck(mutant.fn, t_args)
+    else:
+        import jax.numpy as jnp
+        from jax.test_util import check_grads
+
+        check_grads(mutant.fn, tuple(jnp.asarray(a) for a in args), order=2, modes=["rev"])
+    (verdict,) = run_mutants([mutant])
+    assert {"forward", "forward-reference"} <= set(verdict.failed_checks)

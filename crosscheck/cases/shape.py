@@ -156,3 +156,7 @@ register(_flatten_case("flatten-all", (2, 1, 3), 0, -1))
 # wrong values.
 register(_permute_case("permute", (2, 1, 3, 4), (2, 0, 3, 1)))
 register(_permute_case("permute-negative", (3, 4, 2), (-1, 0, -2)))
+
+# Strided (non-contiguous) torch inputs: a backward that `.view`s its gradient fails here.
+register(_reshape_case("reshape-strided", (3, 2, 4), (2, -1)).replace(noncontiguous=True))
+register(_permute_case("permute-strided", (2, 3, 4), (1, 2, 0)).replace(noncontiguous=True))
