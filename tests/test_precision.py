@@ -1,0 +1,37 @@
+"""Precision settings: full float32 on both sides during a run, and restored after it."""
+
+from __future__ import annotations
+
+import jax
+import torch
+
+from crosscheck.precision import full_precision
+from crosscheck.session import run
+
+
+def test_tf32_off_during_the_run_and_restored_after():
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, jax.config.jax_default_matmul_precision)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    jax.config.update("jax_default_matmul_precision", "bfloat16")
+    seen = []
+    try:
+        run(layers=["sigmoid"], dtypes=["float32"], trials=1, device="cpu",
+            on_case=lambda *_: seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+                                            jax.config.jax_default_matmul_precision)))
+        assert seen == [(False, False, "highest")]
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        assert jax.config.jax_default_matmul_precision == "bfloat16"
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[:2]
+        jax.config.update("jax_default_matmul_precision", saved[2])
+
+
+def test_restored_even_when_the_body_raises():
+    before = (torch.backends.cuda.matmul.allow_tf32, jax.config.jax_default_matmul_precision)
+    try:
+        with full_precision():
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    assert (torch.backends.cuda.matmul.allow_tf32, jax.config.jax_default_matmul_precision) == before
