@@ -461,12 +461,3 @@ def test_weights_port_into_our_modules():
 # -- mutants -----------------------------------------------------------------------------------
 
 MUTANTS = [m for m in all_mutants() if m.name.startswith("attention/")]
-
-
-@pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.name)
-def test_mutant_is_killed_where_expected(mutant):
-    report = run(cases=[mutant.apply()], dtypes=["float64"], device="cpu", trials=2, seed=0)
-    failed = {r.check for r in report.failures}
-    assert failed & set(mutant.expect), f"{mutant.name} survived: failed only {sorted(failed)}"
-    stray = failed & (set(FORWARD_CHECKS) - set(mutant.expect))
-    assert not stray, f"{mutant.name} failed forward checks {sorted(stray)}"

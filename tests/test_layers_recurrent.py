@@ -289,12 +289,3 @@ def test_gru_with_recurrent_bias_takes_any_torch_cell():
 
 
 MUTANTS = [m for m in all_mutants() if m.name.startswith("recurrent/")]
-
-
-@pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.name)
-def test_mutant_is_killed(mutant):
-    report = run(cases=[mutant.apply()], dtypes=["float64"], device="cpu", trials=2, seed=0)
-    failed = {r.check for r in report.results if not r.passed}
-    assert failed & set(mutant.expect), f"{mutant.name} survived; failed checks: {sorted(failed)}"
-    unexpected = (failed & set(FORWARD_CHECKS)) - set(mutant.expect)
-    assert not unexpected, f"{mutant.name} failed forward checks {sorted(unexpected)}"
