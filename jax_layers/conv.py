@@ -42,7 +42,8 @@ _conv_vjp = jax.custom_vjp(_conv, nondiff_argnums=(0, 1, 2, 3, 4, 5))
 
 
 def _conv_fwd(strides, padding, input_dilation, kernel_dilation, groups, precision, x, kernel, bias):
-    return _conv(strides, padding, input_dilation, kernel_dilation, groups, precision, x, kernel, bias), (x, kernel, bias)
+    y = _conv(strides, padding, input_dilation, kernel_dilation, groups, precision, x, kernel, bias)
+    return y, (x, kernel, bias)
 
 
 def _transposed_kernel(kernel, groups):
@@ -174,7 +175,9 @@ def _conv_call(fn, x, kernel, bias, strides, padding, input_dilation, kernel_dil
     kernel_dilation = _ints(kernel_dilation, nd, "kernel_dilation")
     groups = feature_group_count
     if not isinstance(groups, int) or groups <= 0 or kernel.shape[-1] % groups:
-        raise ValueError(f"`feature_group_count` (={groups}) must be a positive divisor of out_features (={kernel.shape[-1]})")
+        raise ValueError(
+            f"`feature_group_count` (={groups}) must be a positive divisor of out_features (={kernel.shape[-1]})"
+        )
     if x.shape[-1] != kernel.shape[-2] * groups:
         raise ValueError(
             f"`x` features (shape {x.shape}) must be `kernel`'s in_features (shape {kernel.shape}) "

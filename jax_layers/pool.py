@@ -91,7 +91,8 @@ def divisor(spatial, window, strides, pads, count_include_pad) -> np.ndarray | i
     if count_include_pad:
         return int(np.prod(window))
     counts = []
-    for n, k, s, (lo, _), o in zip(spatial, window, strides, pads, _out_sizes(spatial, window, strides, pads, [1] * len(window))):
+    out = _out_sizes(spatial, window, strides, pads, [1] * len(window))
+    for n, k, s, (lo, _), o in zip(spatial, window, strides, pads, out):
         start = np.arange(o) * s - lo
         counts.append(np.minimum(start + k, n) - np.maximum(start, 0))
     grid = np.ones(())

@@ -134,6 +134,7 @@ class ConvTranspose2dFunction(torch.autograd.Function):
 
 def _tuple(value, n: int, name: str) -> tuple[int, ...]:
     t = (value,) * n if isinstance(value, int) else tuple(value)
+    t = t * n if len(t) == 1 else t  # torch expands a single entry too
     if len(t) != n or not all(isinstance(v, int) for v in t):
         raise ValueError(f"`{name}` (={value}) must be an int or {n} ints")
     return t
@@ -250,7 +251,9 @@ def _conv_transpose2d_args(input, weight, bias, stride, padding, output_padding,
         )
     _check_groups(groups, weight.shape[0], weight.shape[1] * groups)
     if x.shape[1] != weight.shape[0]:
-        raise ValueError(f"`input` channels (shape {tuple(input.shape)}) must be `weight`'s dim 0 (shape {tuple(weight.shape)})")
+        raise ValueError(
+            f"`input` channels (shape {tuple(input.shape)}) must be `weight`'s dim 0 (shape {tuple(weight.shape)})"
+        )
     if bias is not None and tuple(bias.shape) != (weight.shape[1] * groups,):
         raise ValueError(f"`bias` (shape {tuple(bias.shape)}) must have shape ({weight.shape[1] * groups},)")
     return (x, weight, bias, stride, padding, output_padding, groups, dilation), unbatched

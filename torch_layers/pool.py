@@ -95,9 +95,8 @@ class AvgPool2dFunction(torch.autograd.Function):
                     _window_counts(n, o, k, s, p, ceil_mode, count_include_pad)
                     for n, o, k, s, p in zip(ctx.input_shape[2:], grad_output.shape[2:], kernel_size, stride, padding)
                 )
-                divisor = torch.tensor(rows, dtype=grad_output.dtype, device=grad_output.device)[:, None] * torch.tensor(
-                    cols, dtype=grad_output.dtype, device=grad_output.device
-                )
+                factory = {"dtype": grad_output.dtype, "device": grad_output.device}
+                divisor = torch.tensor(rows, **factory)[:, None] * torch.tensor(cols, **factory)
             grad_input = window_sum_grad(grad_output / divisor, ctx.input_shape, kernel_size, stride, padding)
         return grad_input, None, None, None, None, None, None
 

@@ -23,7 +23,12 @@ from ..registry import Case, Tensor, register
 CONFIGS: dict[str, dict[str, tuple]] = {}
 
 # Channels first -> channels last, with and without the batch axis.
-CHANNELS_LAST = {(1, True): permute(0, 2, 1), (2, True): permute(0, 2, 3, 1), (1, False): permute(1, 0), (2, False): permute(1, 2, 0)}
+CHANNELS_LAST = {
+    (1, True): permute(0, 2, 1),
+    (2, True): permute(0, 2, 3, 1),
+    (1, False): permute(1, 0),
+    (2, False): permute(1, 2, 0),
+}
 
 
 def _ints(v, n):

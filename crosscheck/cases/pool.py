@@ -26,7 +26,7 @@ def distinct_grid(rng, shape):
     """
     trials, n = shape[0], int(np.prod(shape[1:]))
     if n > 256:
-        raise ValueError(f"`shape` (={shape}) holds {n} > 256 entries per trial: k/8 would not stay distinct in bfloat16")
+        raise ValueError(f"`shape` (={shape}) holds {n} > 256 entries per trial: k/8 would tie in bfloat16")
     return np.stack([rng.permutation(n) - n // 2 for _ in range(trials)]).reshape(shape) / 8.0
 
 
