@@ -40,18 +40,18 @@ class TransformerMLP(nnx.Module):
 
 
 def conv_block(x, conv_kernel, conv_bias, norm_scale, norm_bias, num_groups: int, epsilon: float = 1e-5):
-    """`avg_pool(silu(group_norm(conv(x, 3x3 SAME))), 2x2)` for `x (N, H, W, C)`."""
-    h = _conv.conv(x, conv_kernel, conv_bias, padding=((1, 1), (1, 1)))
+    """`avg_pool(silu(group_norm(conv(x, 3x2, height padded))), 2x2)` for `x (N, H, W, C)`."""
+    h = _conv.conv(x, conv_kernel, conv_bias, padding=((1, 1), (0, 0)))
     h = _act.silu(_norm.group_norm(h, num_groups, norm_scale, norm_bias, epsilon=epsilon))
     return _pool.avg_pool(h, (2, 2), strides=(2, 2))
 
 
 class ConvBlock(nnx.Module):
-    """3x3 conv, GroupNorm, SiLU, 2x2 average pool: params `conv.{kernel,bias}`, `norm.*`."""
+    """3x2 conv (height padded), GroupNorm, SiLU, 2x2 average pool: params `conv.{kernel,bias}`, `norm.*`."""
 
     def __init__(self, in_features: int, out_features: int, num_groups: int, *, epsilon: float = 1e-5,
                  param_dtype=jnp.float32, rngs: nnx.Rngs):
-        self.conv = Conv(in_features, out_features, (3, 3), padding=((1, 1), (1, 1)), param_dtype=param_dtype, rngs=rngs)
+        self.conv = Conv(in_features, out_features, (3, 2), padding=((1, 1), (0, 0)), param_dtype=param_dtype, rngs=rngs)
         self.norm = GroupNorm(out_features, num_groups, epsilon=epsilon, param_dtype=param_dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:

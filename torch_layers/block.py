@@ -45,23 +45,26 @@ class TransformerMLP(nn.Module):
 
 
 def conv_block(input, conv_weight, conv_bias, norm_weight, norm_bias, num_groups: int, eps: float = 1e-5):
-    """`avg_pool2d(silu(group_norm(conv2d(x, padding=1))), 2)` for `input (N, C, H, W)`.
+    """`avg_pool2d(silu(group_norm(conv2d(x, padding=(1, 0)))), 2)` for `input (N, C, H, W)`, kernel 3x2.
 
     SiLU rather than ReLU and average rather than max pooling: both stay differentiable
     everywhere, so finite differences and low-precision rounding never meet a kink or a tie.
     """
-    h = _conv.conv2d(input, conv_weight, conv_bias, padding=1)
+    h = _conv.conv2d(input, conv_weight, conv_bias, padding=(1, 0))
     h = _act.silu(_norm.group_norm(h, num_groups, norm_weight, norm_bias, eps))
     return _pool.avg_pool2d(h, 2)
 
 
 class ConvBlock(nn.Module):
-    """3x3 conv, GroupNorm, SiLU, 2x2 average pool: parameters `conv.*`, `norm.*`."""
+    """3x2 conv (height padded), GroupNorm, SiLU, 2x2 average pool: parameters `conv.*`, `norm.*`.
+
+    The kernel is not square, so a gradient with its spatial axes swapped cannot hide.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, num_groups: int, eps: float = 1e-5, device=None, dtype=None):
         super().__init__()
         factory = {"device": device, "dtype": dtype}
-        self.conv = Conv2d(in_channels, out_channels, 3, padding=1, **factory)
+        self.conv = Conv2d(in_channels, out_channels, (3, 2), padding=(1, 0), **factory)
         self.norm = GroupNorm(num_groups, out_channels, eps=eps, **factory)
         self.act = SiLU()
         self.pool = AvgPool2d(2)

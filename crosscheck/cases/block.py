@@ -90,7 +90,7 @@ def cnn_torch(x, w, b, nw, nb):
 def cnn_torch_ref(x, w, b, nw, nb):
     import torch.nn.functional as F
 
-    h = F.silu(F.group_norm(F.conv2d(x, w, b, padding=1), GROUPS, nw, nb, EPS))
+    h = F.silu(F.group_norm(F.conv2d(x, w, b, padding=(1, 0)), GROUPS, nw, nb, EPS))
     return F.avg_pool2d(h, 2)
 
 
@@ -104,7 +104,7 @@ def cnn_jax_ref(x, k, b, ns, nb):
     import jax
     import jax.numpy as jnp
 
-    h = jax.lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
+    h = jax.lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (0, 0)), dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
     n, hh, ww, c = h.shape
     g = h.reshape(n, hh, ww, GROUPS, c // GROUPS)
     mean = jnp.mean(g, (1, 2, 4), keepdims=True)
@@ -133,9 +133,10 @@ register(
         name="conv_block",
         family="block",
         # Odd height: the 2x2 pool drops the last row, whose gradient must come back zero.
-        inputs=(Tensor("input", (2, C_IN, 5, 6), layout=NCHW_NHWC),),
+        # A 3x2 kernel and a (5, 7) input: no square spatial shape for a swap to hide in.
+        inputs=(Tensor("input", (2, C_IN, 5, 7), layout=NCHW_NHWC),),
         params=(
-            Tensor("conv.weight", (C_OUT, C_IN, 3, 3), layout=OIHW_HWIO, jax_name="conv.kernel"),
+            Tensor("conv.weight", (C_OUT, C_IN, 3, 2), layout=OIHW_HWIO, jax_name="conv.kernel"),
             Tensor("conv.bias", (C_OUT,), jax_name="conv.bias"),
             Tensor("norm.weight", (C_OUT,), jax_name="norm.scale"),
             Tensor("norm.bias", (C_OUT,), jax_name="norm.bias", layout=IDENTITY),
@@ -147,6 +148,6 @@ register(
         torch_module=cnn_torch_module,
         jax_module=cnn_jax_module,
         out_layouts=(NCHW_NHWC,),
-        description=f"avg_pool(silu(group_norm(conv3x3(x)))), {C_IN}->{C_OUT} channels, {GROUPS} groups",
+        description=f"avg_pool(silu(group_norm(conv3x2(x)))), {C_IN}->{C_OUT} channels, {GROUPS} groups",
     )
 )
