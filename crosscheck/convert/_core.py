@@ -121,4 +121,7 @@ def nnx_to_torch(nnx_module, torch_module) -> None:
     unknown = [k for k in state if k not in own]
     if unknown:
         raise ValueError(f"torch module {type(torch_module).__name__} has no entries {unknown}")
-    torch_module.load_state_dict({k: torch.as_tensor(v, dtype=own[k].dtype) for k, v in state.items()}, strict=False)
+    # A layout built from views (np.flip) has negative strides, which torch refuses.
+    torch_module.load_state_dict(
+        {k: torch.as_tensor(np.ascontiguousarray(v), dtype=own[k].dtype) for k, v in state.items()}, strict=False
+    )
