@@ -7,6 +7,8 @@ runs in the current environment: a GPU machine that already has CUDA builds of t
 
 from __future__ import annotations
 
+import os
+
 import nox
 
 nox.needs_version = ">=2024.3.2"
@@ -37,7 +39,10 @@ def crosscheck(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Run the test suite (arguments go to pytest)."""
     install(session, "test")
-    session.run("python", "-m", "pytest", *(session.posargs or ["-q"]))
+    # CI machines have 2 cores and a time limit: spread the tests over both (pytest-xdist).
+    # Elsewhere the default stays serial: with GPUs, every worker would claim GPU memory.
+    default = ["-q", "-n", "2"] if os.environ.get("CI") else ["-q"]
+    session.run("python", "-m", "pytest", *(session.posargs or default))
 
 
 @nox.session
