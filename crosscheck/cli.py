@@ -9,6 +9,10 @@ import sys
 from . import registry
 from .session import UsageError
 
+# The declared shapes plus one drawn bucket: every run sees two shapes of each case that
+# declares ranges, at about twice the compile time; soaks and CI may ask for more.
+DEFAULT_SHAPES = 2
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -19,6 +23,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", action="append", metavar="DTYPE", help=f"one of {', '.join(registry.DTYPES)} (repeatable)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (auto: cuda when torch and JAX both see a GPU)")
     p.add_argument("--trials", type=int, default=8, help="fresh random draws per case (default 8)")
+    p.add_argument(
+        "--shapes", type=int, default=DEFAULT_SHAPES, metavar="N",
+        help=f"shape buckets per case: the declared shapes, then N-1 drawn from the ranges the case "
+             f"declares, each with its own trials (default {DEFAULT_SHAPES})",
+    )
     p.add_argument("--seed", type=int, default=0, help="fixes every random draw (default 0)")
     p.add_argument(
         "--seeds", metavar="A:B",
@@ -165,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         seed = _seed_range(args.seeds) if args.seeds else args.seed
         shard = _shard(args.shard) if args.shard else None
         report = run(args.layer, args.dtype, args.device, args.trials, seed, command=command.strip(),
-                     shard=shard, progress=_Progress.maybe())
+                     shard=shard, progress=_Progress.maybe(), shapes=args.shapes)
     except UsageError as e:
         print(f"crosscheck: error: {e}", file=sys.stderr)
         return 2

@@ -8,8 +8,11 @@ modules that users run. The registry is the single source for the CLI, pytest an
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
+
+import numpy as np
 
 from . import draw as draws
 from .layout import IDENTITY, Layout
@@ -45,6 +48,28 @@ class Tensor:
             raise ValueError(f"`kind` (={self.kind!r}) must be 'float', 'int' or 'bool'")
         if self.differentiable and self.kind != "float":
             raise ValueError(f"`{self.name}` is differentiable but of kind {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class Shapes:
+    """The shapes and options a case covers beyond the one it declares.
+
+    `build(**dims)` returns the case at one point of the space; `ranges` maps each keyword to
+    the values it may take (a `range` or a tuple), each chosen independently, so `build` must
+    turn any combination into a valid case (derive dependent sizes inside it: a spatial size
+    as the kernel's extent plus a drawn excess, channels as groups times a drawn count).
+    """
+
+    build: Callable[..., "Case"]
+    ranges: dict[str, Sequence[Any]]
+
+    def __post_init__(self):
+        empty = [k for k, v in self.ranges.items() if len(v) == 0]
+        if empty:
+            raise ValueError(f"`ranges` of {', '.join(empty)} are empty")
+
+    def draw(self, rng: np.random.Generator) -> dict[str, Any]:
+        return {k: v[int(rng.integers(len(v)))] for k, v in self.ranges.items()}
 
 
 @dataclass(frozen=True)
@@ -85,6 +110,8 @@ class Case:
     noncontiguous: bool = False
     # The CLI words that select this case; mutated cases point at `mutants --only NAME`.
     selector: str = ""
+    # Further shape buckets drawn from these ranges (`--shapes N` runs N buckets in all).
+    shapes: Shapes | None = None
 
     def module_param_map(self):
         if self.param_map is not None:
@@ -99,6 +126,33 @@ class Case:
 
     def replace(self, **changes) -> "Case":
         return dataclasses.replace(self, **changes)
+
+
+def buckets(case: Case, n: int) -> list[tuple[str, Case]]:
+    """The case at its declared shapes, then up to `n - 1` distinct points drawn from
+    `case.shapes`, each labelled with its dimensions.
+
+    Bucket k depends only on the case's name and k (not on the seed), so every seed of a soak
+    runs on the same shapes, batched, and `--shapes N` repeats the same buckets on any machine.
+    """
+    out = [("", case)]
+    if case.shapes is None or n <= 1:
+        return out
+    seen = set()
+    for k in range(1, n):
+        rng = np.random.default_rng([zlib.crc32(case.name.encode()), k])
+        for _ in range(20):  # small spaces run out of fresh points: stop rather than repeat
+            dims = case.shapes.draw(rng)
+            key = tuple(sorted(dims.items()))
+            if key not in seen:
+                break
+        else:
+            break
+        seen.add(key)
+        built = case.shapes.build(**dims)
+        label = f"shape bucket {k}: " + ", ".join(f"{a}={b}" for a, b in dims.items())
+        out.append((label, built.replace(name=case.name, family=case.family, selector=case.selector, shapes=None)))
+    return out
 
 
 _REGISTRY: dict[str, Case] = {}

@@ -41,7 +41,7 @@ def format_summary(report: Report) -> str:
     out.append("")
     out.append(
         f"{len(report.results) - n_fail} passed, {n_fail} failed "
-        f"({len(rows)} case x dtype runs, {report.trials} trials, "
+        f"({len(rows)} case x dtype runs, {report.trials} trials, {report.shapes} shape bucket{'s' if report.shapes > 1 else ''}, "
         f"{'seeds' if isinstance(report.seed, str) else 'seed'} {report.seed}, device {report.device})"
     )
     return "\n".join(out)
@@ -63,7 +63,7 @@ def format_markdown(report: Report) -> str:
     out = [
         f"## crosscheck: {status}",
         "",
-        f"{len(report.results) - n_fail} passed, {n_fail} failed; {report.trials} trials, "
+        f"{len(report.results) - n_fail} passed, {n_fail} failed; {report.trials} trials, {report.shapes} shape buckets, "
         f"seed {report.seed}, device {report.device}.",
         "",
         "| layer | dtype | device | checks | failed | worst err/tol | status |",
@@ -95,8 +95,9 @@ def write_junit(report: Report, path: str) -> None:
             failures=str(sum(not r.passed for r in rs)),
         )
         for r in rs:
+            shape = f" [{r.shape}]" if r.shape else ""
             case = ET.SubElement(suite, "testcase", classname=f"crosscheck.{layer}.{dtype}.{device}",
-                                 name=f"{r.check} / {r.tensor} ({r.compared})")
+                                 name=f"{r.check} / {r.tensor} ({r.compared}){shape}")
             if not r.passed:
                 failure = ET.SubElement(case, "failure", message=r.message.splitlines()[1].strip() if "\n" in r.message else r.message)
                 failure.text = r.message

@@ -34,6 +34,7 @@ class CheckResult:
     rtol: float | None
     ratio: float | None
     message: str
+    shape: str = ""  # the shape bucket's dimensions; "" for the shapes the case declares
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,15 +72,16 @@ def case_rng(seed: int, case: Case, dtype: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(case.name.encode()), DTYPES.index(dtype)])
 
 
-def repro_command(case: Case, dtype: str, device: str, seed: int, trials: int) -> str:
+def repro_command(case: Case, dtype: str, device: str, seed: int, trials: int, shapes: int = 1) -> str:
     select = case.selector or f"--layer {case.name}"
-    return f"python -m crosscheck {select} --dtype {dtype} --device {device} --seed {seed} --trials {trials}"
+    more = f" --shapes {shapes}" if shapes > 1 else ""
+    return f"python -m crosscheck {select} --dtype {dtype} --device {device} --seed {seed} --trials {trials}{more}"
 
 
 class CaseRun:
     """All checks of `case` in `dtype` on `device`, with `trials` fresh draws batched together."""
 
-    def __init__(self, case: Case, dtype: str, device: str, trials: int, seed, torch, jax):
+    def __init__(self, case: Case, dtype: str, device: str, trials: int, seed, torch, jax, bucket: tuple[int, str] = (0, "")):
         # Several seeds (a soak) run as one batch: seed s contributes the same `trials` draws
         # as a run with `--seed s`, so any failing seed reproduces on its own.
         self.seeds = list(seed) if isinstance(seed, (list, tuple, range)) else [seed]
@@ -88,7 +90,9 @@ class CaseRun:
         self.torch, self.jax = torch, jax
         self.low = dtype in LOW_PRECISION
         self.results: list[CheckResult] = []
-        self.repro = repro_command(case, dtype, device, self.seed, trials)
+        # Shape bucket k (0: the declared shapes) is reproduced by running buckets 0..k.
+        self.bucket, self.shape = bucket
+        self.repro = repro_command(case, dtype, device, self.seed, trials, self.bucket + 1)
         self.clock: dict[str, float] = {}  # seconds per stage: the frameworks' share of the run
 
     def _stage(self, label, thunk) -> Outcome:
@@ -101,14 +105,16 @@ class CaseRun:
         if cmp is not None and cmp.bad_trials and len(self.seeds) > 1:
             failing = sorted({self.seeds[t // self.per_seed] for t in cmp.bad_trials})
             lines = [*lines, f"Failing seeds: {', '.join(map(str, failing[:20]))}{' ...' if len(failing) > 20 else ''}"]
-            repro = repro_command(self.case, self.dtype, self.device, failing[0], self.per_seed)
+            repro = repro_command(self.case, self.dtype, self.device, failing[0], self.per_seed, self.bucket + 1)
+        if self.shape:
+            lines = [f"Shapes: {self.shape}", *lines]
         message = "" if passed else "\n".join([head, *("  " + ln for ln in lines), f"  Reproduce: {repro}"])
         self.results.append(
             CheckResult(
                 self.case.name, self.dtype, self.device, check, tensor, compared, passed,
                 None if cmp is None else cmp.max_abs, None if cmp is None else cmp.max_rel,
                 None if cmp is None else cmp.atol, None if cmp is None else cmp.rtol,
-                None if cmp is None else cmp.ratio, message,
+                None if cmp is None else cmp.ratio, message, self.shape,
             )
         )
 
@@ -485,8 +491,20 @@ class CaseRun:
         self.values("finite-diff", "directional derivative", label, *out.value, Tolerance(0.0, bound), scaled=False, note=note)
 
 
-def run_case(case: Case, dtype: str, device: str, trials: int, seed: int, torch, jax) -> list[CheckResult]:
-    return CaseRun(case, dtype, device, trials, seed, torch, jax).run()
+def run_case(case: Case, dtype: str, device: str, trials: int, seed: int, torch, jax, shapes: int = 1) -> list[CheckResult]:
+    """Every check of `case` on each of its first `shapes` shape buckets (`registry.buckets`)."""
+    from .registry import buckets
+
+    results = []
+    try:
+        runs = buckets(case, shapes)
+    except Exception as exc:  # a shape space that builds a broken case is a failed check
+        setup = CaseRun(case, dtype, device, trials, seed, torch, jax)
+        setup.error("setup", "-", "shape buckets", f"case.shapes.build raised {type(exc).__name__}: {exc}")
+        results, runs = setup.results, [("", case)]
+    for k, (label, bucket_case) in enumerate(runs):
+        results += CaseRun(bucket_case, dtype, device, trials, seed, torch, jax, (k, label)).run()
+    return results
 
 
 def worst_ratio(results: list[CheckResult]) -> float:

@@ -54,6 +54,7 @@ class Report:
     device: str
     command: str
     versions: dict = field(default_factory=dict)
+    shapes: int = 1
 
     @property
     def passed(self) -> bool:
@@ -68,6 +69,7 @@ class Report:
             "passed": self.passed,
             "seed": self.seed,
             "trials": self.trials,
+            "shapes": self.shapes,
             "device": self.device,
             "command": self.command,
             "versions": self.versions,
@@ -116,13 +118,17 @@ def run(
     on_case=None,
     shard: tuple[int, int] | None = None,
     progress=None,
+    shapes: int = 1,
 ) -> Report:
     """Run every check of the selected cases; `cases` (Case objects) overrides `layers`.
 
     `seed` may be a range of seeds (a soak): they run batched, as `trials x len(seeds)` trials.
+    `shapes` is the number of shape buckets per case (`registry.buckets`), each with `trials`.
     """
     if trials < 1:
         raise UsageError(f"`--trials` (={trials}) must be at least 1")
+    if shapes < 1:
+        raise UsageError(f"`--shapes` (={shapes}) must be at least 1")
     if not isinstance(seed, int) and len(seed) == 0:
         raise UsageError(f"`--seeds` (={seed}) is empty")
     try:
@@ -150,11 +156,11 @@ def run(
         for case, dtype in runs:
             if progress is not None:
                 progress.step(f"{case.name} {dtype}")
-            out = run_case(case, dtype, device, trials, seed, torch, jax)
+            out = run_case(case, dtype, device, trials, seed, torch, jax, shapes)
             results.extend(out)
             if on_case:
                 on_case(case, dtype, out)
     if progress is not None:
         progress.stop()
     seeds = seed if isinstance(seed, int) else f"{seed[0]}:{seed[-1] + 1}"
-    return Report(results, seeds, trials, device, command, versions(torch, jax))
+    return Report(results, seeds, trials, device, command, versions(torch, jax), shapes)

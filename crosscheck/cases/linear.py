@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..layout import TRANSPOSE
-from ..registry import Case, Tensor, register
+from ..registry import Case, Shapes, Tensor, register
 
 
 def torch_fn(x, weight, bias=None):
@@ -74,8 +74,19 @@ def _case(name, batch, in_features, out_features, bias=True, noncontiguous=False
     )
 
 
+def _register(name, batch, in_features, out_features, bias=True, noncontiguous=False):
+    """The case at its declared shapes, with every batch rank (0..2), batch size (1..3) and
+    feature size (1..8) as further shape buckets."""
+
+    def build(leading, batch, in_features, out_features):
+        return _case(name, tuple(batch + i for i in range(leading)), in_features, out_features, bias, noncontiguous)
+
+    ranges = dict(leading=range(3), batch=range(1, 4), in_features=range(1, 9), out_features=range(1, 9))
+    register(_case(name, batch, in_features, out_features, bias, noncontiguous).replace(shapes=Shapes(build, ranges)))
+
+
 # Two leading batch dims, one of size 1: a bias gradient that forgets to sum hides there.
-register(_case("linear", (4, 1), 7, 5))
-register(_case("linear-nobias", (3,), 6, 2, bias=False))
-register(_case("linear-unbatched", (), 5, 3))
-register(_case("linear-strided", (2, 3), 4, 6, noncontiguous=True))
+_register("linear", (4, 1), 7, 5)
+_register("linear-nobias", (3,), 6, 2, bias=False)
+_register("linear-unbatched", (), 5, 3)
+_register("linear-strided", (2, 3), 4, 6, noncontiguous=True)
