@@ -154,7 +154,9 @@ class JaxAdapter:
         return full
 
     def module_grads(self, module, inputs: list, in_diff: list[bool], cts: list):
-        """One trial through `module(*inputs)` with `nnx.grad`, as a user runs it.
+        """One trial through `module(*inputs)`, differentiated with respect to its `nnx.Param`s
+        and the differentiable inputs, as `nnx.grad` does for a user; compiled, so that a
+        second run takes the program from the persistent cache.
 
         Returns `(outs, input_grads {i: g}, param_grads {path: g}, meta, expected_meta)`;
         `meta` holds each raw gradient's `(shape, dtype)`, `expected_meta` each parameter's.
@@ -163,23 +165,13 @@ class JaxAdapter:
 
         from ..convert._core import flatten
 
-        idx = [i for i, d in enumerate(in_diff) if d]
-
-        def loss(model, *diff_inputs):
-            xs = list(inputs)
-            for i, v in zip(idx, diff_inputs):
-                xs[i] = v
-            outs = _as_tuple(model(*xs))
-            return sum(jnp.sum(o * c) for o, c in zip(outs, cts)), outs
-
-        (model_grads, *input_grads), outs = nnx.grad(loss, argnums=tuple(range(1 + len(idx))), has_aux=True)(
-            module, *(inputs[i] for i in idx)
-        )
+        idx = tuple(i for i, d in enumerate(in_diff) if d)
+        graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+        outs, model_grads, input_grads = _module_program(graphdef, idx)(params, rest, tuple(inputs), tuple(cts))
         param_grads = flatten(nnx.to_pure_dict(model_grads))
-        params = flatten(nnx.to_pure_dict(nnx.state(module, nnx.Param)))
         grads = {**dict(zip(idx, input_grads)), **param_grads}
         meta = {k: (tuple(g.shape), self.dtype_name(g)) for k, g in grads.items()}
-        expected = {k: (tuple(p.shape), self.dtype_name(p)) for k, p in params.items()}
+        expected = {k: (tuple(p.shape), self.dtype_name(p)) for k, p in flatten(nnx.to_pure_dict(params)).items()}
         expected.update({i: (tuple(inputs[i].shape), self.dtype_name(inputs[i])) for i in idx})
         return (
             tuple(self.to_numpy(o) for o in outs),
@@ -189,6 +181,28 @@ class JaxAdapter:
             expected,
         )
 
+
+@functools.lru_cache(maxsize=None)
+def _module_program(graphdef, idx: tuple[int, ...]):
+    """`(params, rest, inputs, cts) -> (outs, param grads, input grads)` for one module
+    structure: the user's `nnx.grad` over the module, rebuilt from its state inside `jit`."""
+    from flax import nnx
+
+    def run(params, rest, inputs, cts):
+        def loss(model, *diff_inputs):
+            xs = list(inputs)
+            for i, v in zip(idx, diff_inputs):
+                xs[i] = v
+            outs = _as_tuple(model(*xs))
+            return sum(jnp.sum(o * c) for o, c in zip(outs, cts)), outs
+
+        model = nnx.merge(graphdef, params, rest)
+        (model_grads, *input_grads), outs = nnx.grad(loss, argnums=tuple(range(1 + len(idx))), has_aux=True)(
+            model, *(inputs[i] for i in idx)
+        )
+        return outs, model_grads, tuple(input_grads)
+
+    return jax.jit(run)
 
 
 def record_custom_vjps(fn, args) -> list:
