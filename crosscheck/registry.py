@@ -33,6 +33,10 @@ class Tensor:
         draw: `draw(rng, (trials, *shape)) -> np.ndarray`; standard normal by default.
         layout: how the array maps into JAX's layout.
         jax_name: for parameters, the attribute path in the `nnx.Module` ("kernel").
+            A parameter that is not differentiable is module state (a buffer, batch stats):
+            loaded into both modules, never differentiated.
+        keyword: for inputs, pass it to the modules by keyword (`module(x, mask=mask)`)
+            rather than by position.
     """
 
     name: str
@@ -42,6 +46,7 @@ class Tensor:
     draw: draws.Draw = draws.normal()
     layout: Layout = IDENTITY
     jax_name: str | None = None
+    keyword: bool = False
 
     def __post_init__(self):
         if self.kind not in ("float", "int", "bool"):

@@ -241,13 +241,14 @@ class CaseRun:
         xs = [a[0] for a in args[:n_in]]
         cts = [c[0] for c in self._cts(side)]
         in_diff = [t.differentiable for t in case.inputs]
+        keywords = [t.name if t.keyword else None for t in case.inputs]
         if side == "torch":
             if case.torch_module is None:
                 return None
             module = case.torch_module(self.torch.torch_dtype(self.dtype), self.torch.device)
             state = {t.name: a[0] for t, a in zip(case.params, args[n_in:])}
-            outs, grads, meta = self.torch.module_grads(module, xs, in_diff, state, cts)
-            ordered = [grads.get(i) for i in range(n_in)] + [grads[t.name] for t in case.params]
+            outs, grads, meta = self.torch.module_grads(module, xs, in_diff, state, cts, keywords)
+            ordered = [grads.get(i) for i in range(n_in)] + [grads.get(t.name) for t in case.params]
             problems = []
             for t, m, x in zip(case.tensors, [meta.get(i) for i in range(n_in)] + [meta[t.name] for t in case.params], args):
                 want = (tuple(t.shape), self.dtype)
@@ -263,9 +264,9 @@ class CaseRun:
         torch_layout = {t.name: self.data[t.name][0] for t in case.params}
         for path, value in pmap.to_nnx(torch_layout).items():
             _nnx_set(module, path, value)
-        outs, in_grads, p_grads, meta, expected = self.jax.module_grads(module, xs, in_diff, cts)
+        outs, in_grads, p_grads, meta, expected = self.jax.module_grads(module, xs, in_diff, cts, keywords)
         outs = tuple(lay.from_jax(o[None]) for lay, o in zip(self._out_layouts(len(outs)), outs))
-        p_torch = pmap.to_torch(p_grads)
+        p_torch = (pmap.grads_to_torch or pmap.to_torch)(p_grads)
         ordered = [None if i not in in_grads else t.layout.from_jax(in_grads[i][None]) for i, t in enumerate(case.inputs)]
         ordered += [None if t.name not in p_torch else p_torch[t.name][None] for t in case.params]
         problems = [
@@ -274,7 +275,7 @@ class CaseRun:
             for k in expected
             if meta.get(k) != expected[k]
         ]
-        problems += [f"grad of {t.name}: missing" for t in case.params if t.name not in p_torch]
+        problems += [f"grad of {t.name}: missing" for t in case.params if t.differentiable and t.name not in p_torch]
         return outs, ordered, problems
 
     def _out_label(self, i, n):

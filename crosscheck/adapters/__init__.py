@@ -13,3 +13,9 @@ def get(name: str):
 
         return JaxAdapter()
     raise ValueError(f"Unknown framework: {name!r}")
+
+
+def call(module, xs: list, keywords=None):
+    """`module(*positional, **by_keyword)`: input i goes by the keyword `keywords[i]` if any."""
+    keywords = keywords or [None] * len(xs)
+    return module(*(x for x, k in zip(xs, keywords) if k is None), **{k: x for x, k in zip(xs, keywords) if k})

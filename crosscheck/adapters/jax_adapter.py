@@ -31,6 +31,8 @@ _persistent_cache()
 
 import functools  # noqa: E402
 
+from . import call  # noqa: E402
+
 import jax.numpy as jnp  # noqa: E402
 import ml_dtypes  # noqa: E402
 import numpy as np  # noqa: E402
@@ -153,7 +155,7 @@ class JaxAdapter:
             full[i] = self.to_numpy(h)
         return full
 
-    def module_grads(self, module, inputs: list, in_diff: list[bool], cts: list):
+    def module_grads(self, module, inputs: list, in_diff: list[bool], cts: list, keywords=None):
         """One trial through `module(*inputs)`, differentiated with respect to its `nnx.Param`s
         and the differentiable inputs, as `nnx.grad` does for a user; compiled, so that a
         second run takes the program from the persistent cache.
@@ -167,7 +169,8 @@ class JaxAdapter:
 
         idx = tuple(i for i, d in enumerate(in_diff) if d)
         graphdef, params, rest = nnx.split(module, nnx.Param, ...)
-        outs, model_grads, input_grads = _module_program(graphdef, idx)(params, rest, tuple(inputs), tuple(cts))
+        keywords = tuple(keywords or [None] * len(inputs))
+        outs, model_grads, input_grads = _module_program(graphdef, idx, keywords)(params, rest, tuple(inputs), tuple(cts))
         param_grads = flatten(nnx.to_pure_dict(model_grads))
         grads = {**dict(zip(idx, input_grads)), **param_grads}
         meta = {k: (tuple(g.shape), self.dtype_name(g)) for k, g in grads.items()}
@@ -183,7 +186,7 @@ class JaxAdapter:
 
 
 @functools.lru_cache(maxsize=None)
-def _module_program(graphdef, idx: tuple[int, ...]):
+def _module_program(graphdef, idx: tuple[int, ...], keywords: tuple[str | None, ...]):
     """`(params, rest, inputs, cts) -> (outs, param grads, input grads)` for one module
     structure: the user's `nnx.grad` over the module, rebuilt from its state inside `jit`."""
     from flax import nnx
@@ -193,7 +196,7 @@ def _module_program(graphdef, idx: tuple[int, ...]):
             xs = list(inputs)
             for i, v in zip(idx, diff_inputs):
                 xs[i] = v
-            outs = _as_tuple(model(*xs))
+            outs = _as_tuple(call(model, xs, keywords))
             return sum(jnp.sum(o * c) for o, c in zip(outs, cts)), outs
 
         model = nnx.merge(graphdef, params, rest)

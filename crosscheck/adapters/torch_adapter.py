@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from ..diagnose import shape_hint
+from . import call
 
 framework_name = "torch"
 
@@ -118,10 +119,12 @@ class TorchAdapter:
             full[i] = self.to_numpy(h)
         return full
 
-    def module_grads(self, module, inputs: list, in_diff: list[bool], params: dict, cts: list):
+    def module_grads(self, module, inputs: list, in_diff: list[bool], params: dict, cts: list, keywords=None):
         """One trial through `module(*inputs)` and `loss.backward()`, as a user runs it.
 
-        Returns `(outs, input_grads, param_grads, meta)` with `meta[name] = (shape, dtype)`.
+        `params` holds parameters and buffers, by `state_dict` name; `keywords[i]` names the
+        keyword that input i is passed by (None: by position). Returns `(outs, input_grads,
+        param_grads, meta)` with `meta[name] = (shape, dtype)`, for parameters only.
         """
         state = module.state_dict()
         missing = [n for n in params if n not in state]
@@ -129,12 +132,12 @@ class TorchAdapter:
             raise ValueError(f"torch module {type(module).__name__} has no parameter(s) {missing}; it has {list(state)}")
         module.load_state_dict(params, strict=False)
         xs = [x.detach().clone().requires_grad_(d) for x, d in zip(inputs, in_diff)]
-        outs = _as_tuple(module(*xs))
+        outs = _as_tuple(call(module, xs, keywords))
         loss = sum((o * c).sum() for o, c in zip(outs, cts))
         loss.backward()
         named = dict(module.named_parameters())
         raw = {i: x.grad for i, (x, d) in enumerate(zip(xs, in_diff)) if d}
-        raw.update({name: named[name].grad for name in params})
+        raw.update({name: named[name].grad for name in params if name in named})
         meta = {k: None if g is None else (tuple(g.shape), self.dtype_name(g)) for k, g in raw.items()}
         grads = {k: None if g is None else self.to_numpy(g)[None] for k, g in raw.items()}
         return tuple(self.to_numpy(o)[None] for o in outs), grads, meta

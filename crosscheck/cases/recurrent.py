@@ -115,7 +115,7 @@ def _lstm_case(name, batch, in_features, hidden, bias=True):
         torch_module=torch_module,
         jax_module=jax_module,
         # Flax has one bias per gate (b_ih + b_hh); both torch biases get its gradient.
-        param_map=lstm_map(bias, grads=True),
+        param_map=lstm_map(bias),
         tolerances=LOW_PRECISION_CHAIN,
         description=f"x {(*batch, in_features)}, H={hidden}, bias={bias} -> (h', c')",
     )
@@ -201,7 +201,7 @@ def _gru_case(name, batch, in_features, hidden, bias=True):
         jax_ref=gru_jax_ref,
         torch_module=torch_module,
         jax_module=jax_module,
-        param_map=gru_map(bias, recurrent_bias=bias, grads=True),
+        param_map=gru_map(bias, recurrent_bias=bias),
         tolerances=LOW_PRECISION_CHAIN,
         description=f"x {(*batch, in_features)}, H={hidden}, bias={bias} -> h'",
     )

@@ -16,10 +16,17 @@ Arrays = dict[str, np.ndarray]
 
 @dataclass(frozen=True)
 class ParamMap:
-    """Torch names -> nnx attribute paths ("kernel", "ii.kernel") and back, on numpy arrays."""
+    """Torch names -> nnx attribute paths ("kernel", "ii.kernel") and back, on numpy arrays.
+
+    `to_torch` carries weights back (a right inverse of `to_nnx`). Gradients go back through
+    the adjoint of `to_nnx`, which is the same map whenever `to_nnx` only moves and permutes
+    entries; a map that sums several torch tensors into one nnx tensor (LSTM biases) gives
+    its adjoint as `grads_to_torch`: every summand gets the gradient of the sum.
+    """
 
     to_nnx: Callable[[Arrays], Arrays]
     to_torch: Callable[[Arrays], Arrays]
+    grads_to_torch: Callable[[Arrays], Arrays] | None = None
 
 
 def per_tensor(*entries: tuple[str, str, Layout]) -> ParamMap:

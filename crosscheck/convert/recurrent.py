@@ -13,8 +13,8 @@ g, o and r, z, n); the biases do not:
   `dense_h.bias`; `gru_map(..., recurrent_bias=True)` maps that one-to-one.
 
 Summing two biases into one is not a permutation, so the map that carries weights back
-(a right inverse) and the one that carries gradients back (the adjoint: both torch biases get
-the gradient of their sum) differ; `grads=True` gives the latter, for the cases.
+(`to_torch`, a right inverse) and the one that carries gradients back (`grads_to_torch`, the
+adjoint: both torch biases get the gradient of their sum) differ.
 """
 
 from __future__ import annotations
@@ -32,13 +32,11 @@ def _no_bias_lost(b: np.ndarray, where: str) -> None:
         raise ValueError(f"`{where}` (={b}) is nonzero but the torch module has bias=False")
 
 
-def lstm_map(bias: bool = True, *, grads: bool = False) -> ParamMap:
+def lstm_map(bias: bool = True) -> ParamMap:
     """torch.nn.LSTMCell's `state_dict` <-> flax.nnx.LSTMCell's params.
 
     Args:
         bias: whether the torch module has `bias_ih`/`bias_hh`.
-        grads: carry gradients back to torch (each torch bias gets the summed bias's
-            gradient) instead of weights.
     """
 
     def to_nnx(state):
@@ -50,7 +48,7 @@ def lstm_map(bias: bool = True, *, grads: bool = False) -> ParamMap:
             out.update({f"{gi}.kernel": i_rows.T, f"{gh}.kernel": h_rows.T, f"{gh}.bias": b_rows})
         return out
 
-    def to_torch(params):
+    def to_torch(params, grads=False):
         out = {
             "weight_ih": np.concatenate([np.asarray(params[f"{g}.kernel"]).T for g in LSTM_INPUT]),
             "weight_hh": np.concatenate([np.asarray(params[f"{g}.kernel"]).T for g in LSTM_HIDDEN]),
@@ -62,20 +60,18 @@ def lstm_map(bias: bool = True, *, grads: bool = False) -> ParamMap:
             _no_bias_lost(b, "h*.bias")
         return out
 
-    return ParamMap(to_nnx, to_torch)
+    return ParamMap(to_nnx, to_torch, lambda params: to_torch(params, grads=True))
 
 
-def gru_map(bias: bool = True, *, recurrent_bias: bool = False, grads: bool = False) -> ParamMap:
+def gru_map(bias: bool = True, *, recurrent_bias: bool = False) -> ParamMap:
     """torch.nn.GRUCell's `state_dict` <-> flax.nnx.GRUCell's params.
 
     Args:
         bias: whether the torch module has `bias_ih`/`bias_hh`.
         recurrent_bias: the nnx module has `dense_h.bias` (`jax_layers.GRUCell(use_recurrent_bias=True)`),
-            so the biases map one-to-one.
-        grads: carry gradients back to torch instead of weights.
+            so the biases map one-to-one. Without it, gradients cannot go back to torch's
+            biases: flax.nnx.GRUCell has no b_hn to take a gradient of.
     """
-    if grads and bias and not recurrent_bias:
-        raise ValueError("`grads` (=True) needs `recurrent_bias`: flax.nnx.GRUCell has no b_hn to take a gradient of")
 
     def to_nnx(state):
         w_ih, w_hh = np.asarray(state["weight_ih"]), np.asarray(state["weight_hh"])
@@ -91,7 +87,9 @@ def gru_map(bias: bool = True, *, recurrent_bias: bool = False, grads: bool = Fa
             )
         return {**out, "dense_i.bias": b_ih + np.concatenate([hr, hz, hn])}
 
-    def to_torch(params):
+    def to_torch(params, grads=False):
+        if grads and bias and not recurrent_bias:
+            raise ValueError("gradients need `recurrent_bias` (=False): flax.nnx.GRUCell has no b_hn to take a gradient of")
         out = {"weight_ih": np.asarray(params["dense_i.kernel"]).T, "weight_hh": np.asarray(params["dense_h.kernel"]).T}
         b_ih = np.asarray(params["dense_i.bias"])
         b_hh = np.asarray(params["dense_h.bias"]) if "dense_h.bias" in params else np.zeros_like(b_ih)
@@ -102,7 +100,7 @@ def gru_map(bias: bool = True, *, recurrent_bias: bool = False, grads: bool = Fa
             _no_bias_lost(b_hh, "dense_h.bias")
         return out
 
-    return ParamMap(to_nnx, to_torch)
+    return ParamMap(to_nnx, to_torch, lambda params: to_torch(params, grads=True))
 
 
 @register_param_map("LSTMCell")
