@@ -102,6 +102,7 @@ def versions(torch, jax) -> dict:
         "python": platform.python_version(),
         "torch": torch.version(),
         "jax": jax.version(),
+        "jax_devices": len(jax.devices),
         "flax": flax.__version__,
         "numpy": numpy.__version__,
     }

@@ -81,11 +81,17 @@ def _hvp_program(fn, idx: tuple[int, ...]):
     return jax.jit(jax.vmap(per_trial))
 
 
+@functools.lru_cache(maxsize=None)
+def _trial_sharding(devices: tuple):
+    mesh = jax.sharding.Mesh(np.array(devices), ("trials",))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("trials"))
+
+
 class JaxAdapter:
     framework_name = "jax"
 
     def __init__(self):
-        self.device = jax.devices("cpu")[0]
+        self.set_device("cpu")
 
     @staticmethod
     def has_gpu() -> bool:
@@ -95,7 +101,16 @@ class JaxAdapter:
             return False
 
     def set_device(self, device: str) -> None:
-        self.device = jax.devices("gpu" if device == "cuda" else "cpu")[0]
+        self.devices = tuple(jax.devices("gpu" if device == "cuda" else "cpu"))
+        self.device = self.devices[0]
+
+    def placement(self, trials: int):
+        """Where an array of `trials` trials goes: split along the trial axis over every
+        device of the platform when they divide it evenly (`jit(vmap)` then runs each share
+        where it lies, with no communication: trials are independent), else one device."""
+        if len(self.devices) > 1 and trials % len(self.devices) == 0:
+            return _trial_sharding(self.devices)
+        return self.device
 
     @staticmethod
     def version() -> str:
@@ -114,7 +129,8 @@ class JaxAdapter:
     def from_numpy(self, a: np.ndarray, kind: str, dtype: str):
         if kind == "float":
             a = np.asarray(a, dtype=np.float64).astype(DTYPES[dtype])
-        return jax.device_put(np.asarray(a), self.device)
+        a = np.asarray(a)
+        return jax.device_put(a, self.placement(a.shape[0]) if a.ndim else self.device)
 
     @staticmethod
     def to_numpy(x) -> np.ndarray:
