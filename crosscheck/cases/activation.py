@@ -7,7 +7,7 @@ Every option is passed explicitly on both sides: the frameworks' defaults differ
 from __future__ import annotations
 
 from ..draw import away_from, normal
-from ..registry import Case, Tensor, register
+from ..registry import Case, Shapes, Tensor, register
 
 # Finite differences step about 6e-6; a margin of 0.1 also survives bfloat16 rounding.
 MARGIN = 0.1
@@ -54,24 +54,33 @@ def _case(name, shape, torch_call, jax_call, torch_module, jax_module, draw=norm
         cls, kw = jax_module
         return getattr(activation, cls)(**kw)
 
-    return register(
-        Case(
-            name=name,
-            family="activation",
-            inputs=(Tensor("input", shape, draw=draw),),
-            torch_fn=torch_fn,
-            torch_ref=torch_ref,
-            jax_fn=jax_fn,
-            jax_ref=jax_ref,
-            torch_module=make_torch_module,
-            jax_module=make_jax_module,
-            description=description or f"{shape}",
-        )
+    return Case(
+        name=name,
+        family="activation",
+        inputs=(Tensor("input", shape, draw=draw),),
+        torch_fn=torch_fn,
+        torch_ref=torch_ref,
+        jax_fn=jax_fn,
+        jax_ref=jax_ref,
+        torch_module=make_torch_module,
+        jax_module=make_jax_module,
+        description=description or f"{shape}",
     )
 
 
+def _register(name, shape, *args, **kwargs):
+    """The case at its declared shape, then buckets of every rank 0..4 with sizes 1..5 (1..4
+    and 1..2 for dims 2 and 3, so at most 200 elements); `_case`'s other arguments as given."""
+
+    def build(rank, n0, n1, n2, n3):
+        return _case(name, (n0, n1, n2, n3)[:rank], *args, **kwargs)
+
+    ranges = dict(rank=range(5), n0=range(1, 6), n1=range(1, 6), n2=range(1, 5), n3=range(1, 3))
+    register(_case(name, shape, *args, **kwargs).replace(shapes=Shapes(build, ranges)))
+
+
 def _simple(name, shape, torch_mod, cls, draw=normal()):
-    _case(name, shape, (torch_mod, name, {}), (name, {}), (cls, {}), (cls, {}), draw)
+    _register(name, shape, (torch_mod, name, {}), (name, {}), (cls, {}), (cls, {}), draw)
 
 
 _simple("sigmoid", (3, 1, 6), "torch", "Sigmoid")
@@ -80,28 +89,29 @@ _simple("tanh", (2, 5, 1), "torch", "Tanh", draw=normal(2.0))
 _simple("relu", (4, 1, 3), "F", "ReLU", draw=away_from((0.0,), MARGIN))
 _simple("silu", (1, 3, 5), "F", "SiLU", draw=normal(3.0))
 
-_case("leaky_relu", (3, 4, 1), ("F", "leaky_relu", {}), ("leaky_relu", {}), ("LeakyReLU", {}), ("LeakyReLU", {}),
-      draw=away_from((0.0,), MARGIN), description="default slope 0.01")
-_case("leaky_relu-slope", (2, 1, 5), ("F", "leaky_relu", {"negative_slope": 0.3}),
-      ("leaky_relu", {"negative_slope": 0.3}), ("LeakyReLU", {"negative_slope": 0.3}),
-      ("LeakyReLU", {"negative_slope": 0.3}), draw=away_from((0.0,), MARGIN), description="negative_slope=0.3")
+_register("leaky_relu", (3, 4, 1), ("F", "leaky_relu", {}), ("leaky_relu", {}), ("LeakyReLU", {}), ("LeakyReLU", {}),
+          draw=away_from((0.0,), MARGIN), description="default slope 0.01")
+_register("leaky_relu-slope", (2, 1, 5), ("F", "leaky_relu", {"negative_slope": 0.3}),
+          ("leaky_relu", {"negative_slope": 0.3}), ("LeakyReLU", {"negative_slope": 0.3}),
+          ("LeakyReLU", {"negative_slope": 0.3}), draw=away_from((0.0,), MARGIN), description="negative_slope=0.3")
 
-_case("elu", (5, 1, 2), ("F", "elu", {}), ("elu", {}), ("ELU", {}), ("ELU", {}),
-      draw=away_from((0.0,), MARGIN, scale=2.0), description="alpha=1")
-_case("elu-alpha", (1, 4, 3), ("F", "elu", {"alpha": 0.7}), ("elu", {"alpha": 0.7}), ("ELU", {"alpha": 0.7}),
-      ("ELU", {"alpha": 0.7}), draw=away_from((0.0,), MARGIN, scale=2.0), description="alpha=0.7")
+_register("elu", (5, 1, 2), ("F", "elu", {}), ("elu", {}), ("ELU", {}), ("ELU", {}),
+          draw=away_from((0.0,), MARGIN, scale=2.0), description="alpha=1")
+_register("elu-alpha", (1, 4, 3), ("F", "elu", {"alpha": 0.7}), ("elu", {"alpha": 0.7}), ("ELU", {"alpha": 0.7}),
+          ("ELU", {"alpha": 0.7}), draw=away_from((0.0,), MARGIN, scale=2.0), description="alpha=0.7")
 
-_case("gelu", (3, 1, 4), ("F", "gelu", {"approximate": "none"}), ("gelu", {"approximate": False}),
-      ("GELU", {"approximate": "none"}), ("GELU", {"approximate": False}), draw=normal(2.0), description="exact (erf)")
-_case("gelu-tanh", (2, 3, 1), ("F", "gelu", {"approximate": "tanh"}), ("gelu", {"approximate": True}),
-      ("GELU", {"approximate": "tanh"}), ("GELU", {"approximate": True}), draw=normal(2.0),
-      description="tanh approximation")
+_register("gelu", (3, 1, 4), ("F", "gelu", {"approximate": "none"}), ("gelu", {"approximate": False}),
+          ("GELU", {"approximate": "none"}), ("GELU", {"approximate": False}), draw=normal(2.0),
+          description="exact (erf)")
+_register("gelu-tanh", (2, 3, 1), ("F", "gelu", {"approximate": "tanh"}), ("gelu", {"approximate": True}),
+          ("GELU", {"approximate": "tanh"}), ("GELU", {"approximate": True}), draw=normal(2.0),
+          description="tanh approximation")
 
-_case("softplus", (4, 1, 5), ("F", "softplus", {}), ("softplus", {"beta": 1.0, "threshold": 20.0}),
-      ("Softplus", {}), ("Softplus", {"beta": 1.0, "threshold": 20.0}), draw=normal(3.0),
-      description="beta=1, threshold=20")
+_register("softplus", (4, 1, 5), ("F", "softplus", {}), ("softplus", {"beta": 1.0, "threshold": 20.0}),
+          ("Softplus", {}), ("Softplus", {"beta": 1.0, "threshold": 20.0}), draw=normal(3.0),
+          description="beta=1, threshold=20")
 # beta x crosses the threshold 3 at x = 1.5: draws fall on both sides, never at the jump.
-_case("softplus-beta", (3, 5, 1), ("F", "softplus", {"beta": 2.0, "threshold": 3.0}),
-      ("softplus", {"beta": 2.0, "threshold": 3.0}), ("Softplus", {"beta": 2.0, "threshold": 3.0}),
-      ("Softplus", {"beta": 2.0, "threshold": 3.0}), draw=away_from((1.5,), MARGIN, scale=2.0),
-      description="beta=2, threshold=3, inputs on both sides of the switch")
+_register("softplus-beta", (3, 5, 1), ("F", "softplus", {"beta": 2.0, "threshold": 3.0}),
+          ("softplus", {"beta": 2.0, "threshold": 3.0}), ("Softplus", {"beta": 2.0, "threshold": 3.0}),
+          ("Softplus", {"beta": 2.0, "threshold": 3.0}), draw=away_from((1.5,), MARGIN, scale=2.0),
+          description="beta=2, threshold=3, inputs on both sides of the switch")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..layout import IDENTITY, permute
-from ..registry import Case, Tensor, register
+from ..registry import Case, Shapes, Tensor, register
 
 CLASS_WEIGHTS = (0.5, 1.25, 2.0, 0.75, 1.5)
 
@@ -158,13 +158,34 @@ def _mse_case(name, shape, reduction):
     )
 
 
-register(_ce_case("cross_entropy", (6, 4)))
+def _register(make, name, shape, ranks, **options):
+    """The case at its declared shape, then buckets of every rank in `ranks` with sizes 1..5
+    (1..4 and 1..2 for dims 2 and 3). Cross entropy keeps 2..5 classes (dim 1, dim 0 unbatched;
+    one weight each) and more than an in-range `ignore_index`, which stays a class: with one
+    class the loss is constant, and its Hessian products are rounding noise in the autodiff
+    reference that the comparison, scaled by the reference, cannot judge."""
+
+    def build(rank, n0, n1, n2, n3):
+        sizes = [n0, n1, n2, n3][:rank]
+        if make is _ce_case:
+            c = 1 if rank > 1 else 0
+            sizes[c] = max(sizes[c], 2, options.get("ignore_index", -1) + 1)
+        return make(name, tuple(sizes), **options)
+
+    ranges = dict(rank=ranks, n0=range(1, 6), n1=range(1, 6), n2=range(1, 5), n3=range(1, 3))
+    register(make(name, shape, **options).replace(shapes=Shapes(build, ranges)))
+
+
+# Cross entropy takes logits (C,), (N, C) and (N, C, d1, ...): ranks 1..4; MSE any rank.
+_register(_ce_case, "cross_entropy", (6, 4), range(1, 5))
 # Weighted mean over a spatial dim: divides by the summed weights of the counted targets.
-register(_ce_case("cross_entropy-weighted", (5, 4, 3), weight=True, label_smoothing=0.2))
+_register(_ce_case, "cross_entropy-weighted", (5, 4, 3), range(1, 5), weight=True, label_smoothing=0.2)
 # An in-range ignore_index: that class's targets drop out, its logits still get gradient.
-register(_ce_case("cross_entropy-sum", (7, 3), reduction="sum", weight=True, label_smoothing=0.1, ignore_index=1))
-register(_ce_case("cross_entropy-none", (2, 5, 1, 3), reduction="none", weight=True, label_smoothing=0.3))
-register(_ce_case("cross_entropy-unbatched", (5,), label_smoothing=0.15, draw_ignored=False))
-register(_mse_case("mse", (3, 1, 4), "mean"))
-register(_mse_case("mse-sum", (2, 5), "sum"))
-register(_mse_case("mse-none", (1, 6), "none"))
+_register(_ce_case, "cross_entropy-sum", (7, 3), range(1, 5), reduction="sum", weight=True, label_smoothing=0.1,
+          ignore_index=1)
+_register(_ce_case, "cross_entropy-none", (2, 5, 1, 3), range(1, 5), reduction="none", weight=True,
+          label_smoothing=0.3)
+_register(_ce_case, "cross_entropy-unbatched", (5,), range(1, 5), label_smoothing=0.15, draw_ignored=False)
+_register(_mse_case, "mse", (3, 1, 4), range(5), reduction="mean")
+_register(_mse_case, "mse-sum", (2, 5), range(5), reduction="sum")
+_register(_mse_case, "mse-none", (1, 6), range(5), reduction="none")

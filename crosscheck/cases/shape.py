@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ..registry import Case, Tensor, register
+import math
+
+from ..registry import Case, Shapes, Tensor, register
 
 
 def _reshape_case(name, in_shape, shape):
@@ -50,10 +52,9 @@ def _reshape_case(name, in_shape, shape):
     )
 
 
-register(_reshape_case("reshape", (2, 3, 4), (4, -1, 1)))
+def _flatten_case(name, in_shape, dims):
+    start_dim, end_dim = dims
 
-
-def _flatten_case(name, in_shape, start_dim, end_dim):
     def torch_fn(x):
         from torch_layers.shape import flatten
 
@@ -147,16 +148,36 @@ def _permute_case(name, in_shape, dims):
     )
 
 
+def _register(make, name, in_shape, option, ranks, noncontiguous=False):
+    """The case at its declared shape, then buckets of every rank in `ranks` with sizes 1..5
+    (1..4 and 1..2 for dims 2 and 3). A reshape target keeps its form, its first size now the
+    divisor `gcd(lead, numel)`; axes stay the same, those counted from the start spelled from
+    the end where `negative`."""
+
+    def build(rank, n0, n1, n2, n3, lead, negative):
+        shape = (n0, n1, n2, n3)[:rank]
+        if make is _reshape_case:
+            fitted = (math.gcd(lead, math.prod(shape)), *option[1:])
+        else:
+            fitted = tuple(d if d < 0 else d - rank * negative for d in option)
+        return make(name, shape, fitted).replace(noncontiguous=noncontiguous)
+
+    ranges = dict(rank=ranks, n0=range(1, 6), n1=range(1, 6), n2=range(1, 5), n3=range(1, 3), lead=range(1, 7),
+                  negative=(False, True))
+    register(make(name, in_shape, option).replace(noncontiguous=noncontiguous, shapes=Shapes(build, ranges)))
+
+
+_register(_reshape_case, "reshape", (2, 3, 4), (4, -1, 1), ranks=range(5))
 # nn.Flatten's defaults, then a middle range and torch.flatten's defaults.
-register(_flatten_case("flatten", (2, 3, 1, 4), 1, -1))
-register(_flatten_case("flatten-middle", (3, 4, 2, 1), 1, 2))
-register(_flatten_case("flatten-all", (2, 1, 3), 0, -1))
+_register(_flatten_case, "flatten", (2, 3, 1, 4), (1, -1), ranks=range(2, 5))
+_register(_flatten_case, "flatten-middle", (3, 4, 2, 1), (1, 2), ranks=range(3, 5))
+_register(_flatten_case, "flatten-all", (2, 1, 3), (0, -1), ranks=range(1, 5))
 # Distinct sizes and permutations that are not their own inverse: a gradient permuted by
 # `dims` instead of its inverse has the wrong shape, one reshaped instead of permuted the
 # wrong values.
-register(_permute_case("permute", (2, 1, 3, 4), (2, 0, 3, 1)))
-register(_permute_case("permute-negative", (3, 4, 2), (-1, 0, -2)))
+_register(_permute_case, "permute", (2, 1, 3, 4), (2, 0, 3, 1), ranks=(4,))
+_register(_permute_case, "permute-negative", (3, 4, 2), (-1, 0, -2), ranks=(3,))
 
 # Strided (non-contiguous) torch inputs: a backward that `.view`s its gradient fails here.
-register(_reshape_case("reshape-strided", (3, 2, 4), (2, -1)).replace(noncontiguous=True))
-register(_permute_case("permute-strided", (2, 3, 4), (1, 2, 0)).replace(noncontiguous=True))
+_register(_reshape_case, "reshape-strided", (3, 2, 4), (2, -1), ranks=range(2, 5), noncontiguous=True)
+_register(_permute_case, "permute-strided", (2, 3, 4), (1, 2, 0), ranks=(3,), noncontiguous=True)
