@@ -6,6 +6,9 @@ and torch's `padding`/`output_padding` become explicit Flax pairs (see `convert/
 
 from __future__ import annotations
 
+import itertools
+from functools import partial
+
 from ..convert.conv import (
     CONV1D_WEIGHT,
     CONV2D_WEIGHT,
@@ -16,7 +19,7 @@ from ..convert.conv import (
     conv_transpose_padding,
 )
 from ..layout import permute
-from ..registry import Case, Tensor, register
+from ..registry import Case, Shapes, Tensor, register
 
 # Per case, the static arguments after `(input, weight, bias)` of the torch functional and of
 # the JAX function; mutants rebuild the same calls from them.
@@ -46,7 +49,7 @@ def _conv_case(name, x_shape, w_shape, *, bias=True, stride=1, padding=0, dilati
     jax_padding = _jax_padding(padding, n)
     op = {1: "conv1d", 2: "conv2d"}[n]
     torch_args, jax_args = (stride, padding, dilation, groups), (strides, jax_padding, 1, dilations, groups)
-    CONFIGS[name] = {"torch": torch_args, "jax": jax_args}
+    CONFIGS.setdefault(name, {"torch": torch_args, "jax": jax_args})  # the declared case's, not a bucket's
 
     def torch_fn(x, weight, bias=None):
         from torch_layers import conv
@@ -120,7 +123,7 @@ def _conv_transpose_case(name, x_shape, w_shape, *, bias=True, stride=1, padding
     strides, dilations = _ints(stride, 2), _ints(dilation, 2)
     pads = conv_transpose_padding(kernel, _ints(padding, 2), _ints(output_padding, 2), dilations)
     torch_args, jax_args = (stride, padding, output_padding, 1, dilation), (strides, pads, dilations)
-    CONFIGS[name] = {"torch": torch_args, "jax": jax_args}
+    CONFIGS.setdefault(name, {"torch": torch_args, "jax": jax_args})  # the declared case's, not a bucket's
 
     def torch_fn(x, weight, bias=None):
         from torch_layers.conv import conv_transpose2d
@@ -140,7 +143,10 @@ def _conv_transpose_case(name, x_shape, w_shape, *, bias=True, stride=1, padding
     def jax_ref(x, kernel, bias=None):
         from jax import lax
 
-        y = lax.conv_transpose(x, kernel, strides, pads, dilations, ("NHWC", "HWIO", "NHWC"))
+        unbatched = x.ndim == 3
+        spec = ("NHWC", "HWIO", "NHWC")
+        y = lax.conv_transpose(x[None] if unbatched else x, kernel, strides, pads, dilations, spec)
+        y = y[0] if unbatched else y
         return y if bias is None else y + bias
 
     def torch_module(dtype, device):
@@ -157,7 +163,7 @@ def _conv_transpose_case(name, x_shape, w_shape, *, bias=True, stride=1, padding
         return ConvTranspose(c_in, c_out, kernel, strides, padding=pads, kernel_dilation=dilations, use_bias=bias,
                              dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0))
 
-    layout = CHANNELS_LAST[2, True]
+    layout = CHANNELS_LAST[2, len(x_shape) == 4]
     weight = Tensor("weight", w_shape, layout=CONV_TRANSPOSE2D_WEIGHT, jax_name="kernel")
     params = (weight, Tensor("bias", (c_out,), jax_name="bias")) if bias else (weight,)
     return Case(
@@ -178,18 +184,76 @@ def _conv_transpose_case(name, x_shape, w_shape, *, bias=True, stride=1, padding
     )
 
 
+def _grid(values, n):
+    return tuple(itertools.product(values, repeat=n))
+
+
+def _lead(batch):
+    return () if batch is None else (batch,)
+
+
+def _conv_bucket(name, bias, *, batch, kernel, stride, padding, dilation, groups, in_per_group, out_per_group, excess):
+    """A convolution whose input runs `excess` positions past the dilated kernel, per side."""
+    sides = [d * (k - 1) + 1 + x for k, d, x in zip(kernel, _ints(dilation, len(kernel)), excess)]
+    x_shape, w_shape = (*_lead(batch), groups * in_per_group, *sides), (groups * out_per_group, in_per_group, *kernel)
+    return _conv_case(name, x_shape, w_shape, bias=bias, stride=stride, padding=padding, dilation=dilation,
+                      groups=groups)
+
+
+def _conv_transpose_bucket(name, bias, *, batch, kernel, stride, padding, dilation, in_channels, out_channels, size,
+                           output_padding):
+    """A transposed convolution, capping what torch refuses: `output_padding` below
+    `max(stride, dilation)` and `padding` low enough to leave an output. Padding above
+    `dilation * (kernel - 1)` crops: Flax's padding goes negative."""
+    stride, dilation, padding = _ints(stride, 2), _ints(dilation, 2), _ints(padding, 2)
+    output_padding = tuple(min(o, max(s, d) - 1) for o, s, d in zip(output_padding, stride, dilation))
+    # torch's output side: (size - 1) stride + dilation (kernel - 1) - 2 padding + output_padding + 1.
+    padding = tuple(min(p, ((i - 1) * s + d * (k - 1) + o) // 2)
+                    for p, k, d, i, s, o in zip(padding, kernel, dilation, size, stride, output_padding))
+    x_shape, w_shape = (*_lead(batch), in_channels, *size), (in_channels, out_channels, *kernel)
+    return _conv_transpose_case(name, x_shape, w_shape, bias=bias, stride=stride, padding=padding,
+                                output_padding=output_padding, dilation=dilation)
+
+
+def _register(make, name, x_shape, w_shape, *, narrow=None, **options):
+    """The case at its declared shapes, with further shape buckets over batch (none, 1, 2) and,
+    per spatial side, kernel (1..3), stride (1..3), padding (0..2) and dilation (1, 2);
+    convolutions add groups (1, 2), channels per group (1, 2 in; 1..3 out) and 0..2 input
+    positions past the dilated kernel, transposed ones 1..3 / 1..2 channels in / out, 1..3
+    input positions and output_padding (0..2). `narrow` holds what the case is about to its
+    own values; the bias stays as declared (buckets keep the case's tensors)."""
+    n = len(w_shape) - 2
+    ranges = dict(batch=(None, 1, 2), kernel=_grid((1, 2, 3), n), stride=_grid((1, 2, 3), n),
+                  padding=_grid((0, 1, 2), n), dilation=_grid((1, 2), n))
+    bias = options.get("bias", True)
+    if make is _conv_case:
+        build = partial(_conv_bucket, name, bias)
+        ranges.update(groups=(1, 2), in_per_group=(1, 2), out_per_group=(1, 2, 3), excess=_grid((0, 1, 2), n))
+    else:
+        build = partial(_conv_transpose_bucket, name, bias)
+        ranges.update(in_channels=(1, 2, 3), out_channels=(1, 2), size=_grid((1, 2, 3), n),
+                      output_padding=_grid((0, 1, 2), n))
+    ranges.update(narrow or {})
+    register(make(name, x_shape, w_shape, **options).replace(shapes=Shapes(build, ranges)))
+
+
 # Odd sizes, non-square kernels, a size-1 dim in each: a transposed or flipped kernel gradient,
 # a dropped trailing row or a missing sum hides in symmetric shapes.
-register(_conv_case("conv2d", (2, 3, 7, 5), (4, 3, 3, 2), stride=2, padding=1))
-register(_conv_case("conv2d-same-dilation2", (1, 2, 6, 5), (3, 2, 3, 3), padding="same", dilation=2))
-register(_conv_case("conv2d-groups2", (2, 4, 5, 6), (6, 2, 3, 1), stride=(1, 2), padding=(1, 0), groups=2))
-register(_conv_case("conv2d-valid-nobias", (3, 2, 5, 4), (1, 2, 2, 3), padding="valid", bias=False))
-register(_conv_case("conv2d-unbatched", (3, 5, 4), (2, 3, 2, 3), stride=(2, 1), padding=(0, 1)))
-register(_conv_case("conv1d", (2, 3, 9), (4, 3, 3), stride=2, padding=2))
+_register(_conv_case, "conv2d", (2, 3, 7, 5), (4, 3, 3, 2), stride=2, padding=1)
+_register(_conv_case, "conv2d-same-dilation2", (1, 2, 6, 5), (3, 2, 3, 3), padding="same", dilation=2,
+          narrow=dict(padding=("same",), dilation=(2,), stride=(1,)))
+_register(_conv_case, "conv2d-groups2", (2, 4, 5, 6), (6, 2, 3, 1), stride=(1, 2), padding=(1, 0), groups=2,
+          narrow=dict(groups=(2,)))
+_register(_conv_case, "conv2d-valid-nobias", (3, 2, 5, 4), (1, 2, 2, 3), padding="valid", bias=False,
+          narrow=dict(padding=("valid",)))
+_register(_conv_case, "conv2d-unbatched", (3, 5, 4), (2, 3, 2, 3), stride=(2, 1), padding=(0, 1),
+          narrow=dict(batch=(None,)))
+_register(_conv_case, "conv1d", (2, 3, 9), (4, 3, 3), stride=2, padding=2)
 # An even kernel under "same": torch and Flax both put the odd padding pixel high.
-register(_conv_case("conv1d-same-groups2", (1, 4, 7), (2, 2, 4), padding="same", groups=2))
-register(_conv_transpose_case("conv_transpose2d", (2, 3, 4, 3), (3, 2, 3, 3), stride=2, padding=1, output_padding=1))
-register(_conv_transpose_case("conv_transpose2d-dilation2-nobias", (1, 2, 3, 4), (2, 3, 2, 3), stride=(1, 2),
-                              padding=(0, 1), output_padding=(0, 1), dilation=2, bias=False))
-register(_conv_transpose_case("conv_transpose2d-stride3", (2, 1, 3, 2), (1, 4, 2, 3), stride=3, padding=1,
-                              output_padding=(2, 0)))
+_register(_conv_case, "conv1d-same-groups2", (1, 4, 7), (2, 2, 4), padding="same", groups=2,
+          narrow=dict(padding=("same",), groups=(2,), stride=(1,)))
+_register(_conv_transpose_case, "conv_transpose2d", (2, 3, 4, 3), (3, 2, 3, 3), stride=2, padding=1, output_padding=1)
+_register(_conv_transpose_case, "conv_transpose2d-dilation2-nobias", (1, 2, 3, 4), (2, 3, 2, 3), stride=(1, 2),
+          padding=(0, 1), output_padding=(0, 1), dilation=2, bias=False, narrow=dict(dilation=(2,)))
+_register(_conv_transpose_case, "conv_transpose2d-stride3", (2, 1, 3, 2), (1, 4, 2, 3), stride=3, padding=1,
+          output_padding=(2, 0), narrow=dict(stride=(3,)))

@@ -7,8 +7,9 @@ different elements; an explicit mask makes the two runs comparable.
 from __future__ import annotations
 
 import importlib
+import itertools
 
-from ..registry import Case, Tensor, register
+from ..registry import Case, Shapes, Tensor, register
 
 
 def _keep(p):
@@ -57,27 +58,38 @@ def _case(name, shape, p, mask_shape=None, mask_kind="bool"):
 
         return WithMask()
 
-    return register(
-        Case(
-            name=name,
-            family="dropout",
-            inputs=(
-                Tensor("input", shape),
-                Tensor("mask", mask_shape, kind=mask_kind, differentiable=False, draw=draw),
-            ),
-            torch_fn=torch_fn,
-            torch_ref=torch_ref,
-            jax_fn=jax_fn,
-            jax_ref=jax_ref,
-            torch_module=torch_module,
-            jax_module=jax_module,
-            description=f"{shape}, p={p}, {mask_kind} mask {mask_shape}",
-        )
+    return Case(
+        name=name,
+        family="dropout",
+        inputs=(
+            Tensor("input", shape),
+            Tensor("mask", mask_shape, kind=mask_kind, differentiable=False, draw=draw),
+        ),
+        torch_fn=torch_fn,
+        torch_ref=torch_ref,
+        jax_fn=jax_fn,
+        jax_ref=jax_ref,
+        torch_module=torch_module,
+        jax_module=jax_module,
+        description=f"{shape}, p={p}, {mask_kind} mask {mask_shape}",
     )
 
 
+def _register(name, shape, p, mask_shape=None, mask_kind="bool"):
+    """The case at its declared shapes, with every rank (0..3) and size (1, 2, 3 or 5 per dim)
+    as further shape buckets; the mask stays shared along the dims the declared one shares."""
+    shared = {i for i, (n, m) in enumerate(zip(shape, mask_shape or shape)) if m == 1 < n}
+
+    def build(rank, sizes):
+        shape = sizes[:rank]
+        return _case(name, shape, p, tuple(1 if i in shared else n for i, n in enumerate(shape)), mask_kind)
+
+    ranges = dict(rank=range(max(shared, default=-1) + 1, 4), sizes=tuple(itertools.product((1, 2, 3, 5), repeat=3)))
+    register(_case(name, shape, p, mask_shape, mask_kind).replace(shapes=Shapes(build, ranges)))
+
+
 # p = 0.25: a scale of 4/3 is inexact in binary, so a wrong or missing scale shows.
-_case("dropout", (3, 1, 5), 0.25)
-_case("dropout-float-mask", (2, 4, 1), 0.6, mask_kind="float")
+_register("dropout", (3, 1, 5), 0.25)
+_register("dropout-float-mask", (2, 4, 1), 0.6, mask_kind="float")
 # One mask shared along dim 1, as nnx.Dropout(broadcast_dims=(1,)) draws it.
-_case("dropout-broadcast", (4, 3, 2), 0.25, mask_shape=(4, 1, 2))
+_register("dropout-broadcast", (4, 3, 2), 0.25, mask_shape=(4, 1, 2))

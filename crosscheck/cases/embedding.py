@@ -14,9 +14,11 @@ agree with the case functions.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
-from ..registry import Case, Tensor, register
+from ..registry import Case, Shapes, Tensor, register
 
 
 def _indices(num_embeddings: int, padding_idx: int | None):
@@ -118,7 +120,21 @@ def _case(name, index_shape, num_embeddings, dim, padding_idx=None):
     )
 
 
-register(_case("embedding", (2, 1, 8), 5, 3))
-register(_case("embedding-padding", (1, 7, 2), 4, 3, padding_idx=2))
-register(_case("embedding-padding-negative", (9, 1, 2), 6, 2, padding_idx=-1))
-register(_case("embedding-1d", (12,), 3, 4))
+def _register(name, index_shape, num_embeddings, dim, padding_idx=None, ranks=range(4)):
+    """The case at its declared shapes, with index shapes of each rank in `ranks` (sizes 1..4
+    per dim), vocabularies of up to 8 rows (enough to hold `padding_idx`) and 1..4 features
+    as further shape buckets."""
+
+    def build(rank, sizes, num_embeddings, dim):
+        return _case(name, sizes[:rank], num_embeddings, dim, padding_idx)
+
+    smallest = 1 if padding_idx is None else max(padding_idx + 1, -padding_idx)
+    ranges = dict(rank=ranks, sizes=tuple(itertools.product(range(1, 5), repeat=3)),
+                  num_embeddings=range(smallest, 9), dim=range(1, 5))
+    register(_case(name, index_shape, num_embeddings, dim, padding_idx).replace(shapes=Shapes(build, ranges)))
+
+
+_register("embedding", (2, 1, 8), 5, 3)
+_register("embedding-padding", (1, 7, 2), 4, 3, padding_idx=2)
+_register("embedding-padding-negative", (9, 1, 2), 6, 2, padding_idx=-1)
+_register("embedding-1d", (12,), 3, 4, ranks=(1,))

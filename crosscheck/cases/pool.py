@@ -5,10 +5,12 @@ torch's `stride=None` is the window; Flax's is 1, so the JAX side always gets ex
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from ..layout import permute
-from ..registry import Case, Tensor, register
+from ..registry import Case, Shapes, Tensor, register
 
 # Per case, the static arguments after the input of the torch functional and of the JAX
 # function's argument resolver (`_pool_call`); mutants rebuild the same calls from them.
@@ -39,7 +41,8 @@ def _max_pool_case(name, x_shape, kernel_size, stride=None, padding=0, dilation=
     strides = window if stride is None else _pair(stride)
     pads = tuple((p, p) for p in pad)
     torch_args = (kernel_size, stride, padding, dilation)
-    CONFIGS[name] = {"torch": torch_args, "jax": (window, strides, pads, dil)}
+    # The declared case's; its shape buckets, built later under the same name, leave it be.
+    CONFIGS.setdefault(name, {"torch": torch_args, "jax": (window, strides, pads, dil)})
 
     def torch_fn(x):
         from torch_layers.pool import max_pool2d
@@ -105,7 +108,7 @@ def _avg_pool_case(name, x_shape, kernel_size, stride=None, padding=0, count_inc
     strides = window if stride is None else _pair(stride)
     pads = tuple((p, p) for p in pad)
     torch_args = (kernel_size, stride, padding, False, count_include_pad)
-    CONFIGS[name] = {"torch": torch_args, "jax": (window, strides, pads, count_include_pad)}
+    CONFIGS.setdefault(name, {"torch": torch_args, "jax": (window, strides, pads, count_include_pad)})
 
     def torch_fn(x):
         from torch_layers.pool import avg_pool2d
@@ -161,13 +164,40 @@ def _avg_pool_case(name, x_shape, kernel_size, stride=None, padding=0, count_inc
     )
 
 
+def _grid(*values):
+    return tuple(itertools.product(values, repeat=2))
+
+
+def _register(make, name, x_shape, kernel_size, *, narrow=None, **options):
+    """The case at its declared shapes, with further shape buckets over batch (none, 1, 2),
+    channels (1, 2), each window side (1..3), stride (None or 1..3 per side), padding, dilation
+    (max) or count_include_pad (average), and 0..3 input rows and columns beyond the (dilated)
+    window; `narrow` holds what the case is about to its own values. Padding (0 or 1 per side)
+    is capped at half the window, as torch requires."""
+
+    def build(batch, channels, kernel_size, excess, padding, **options):
+        extent = [d * (k - 1) + 1 for k, d in zip(kernel_size, _pair(options.get("dilation", 1)))]
+        padding = tuple(min(p, k // 2) for p, k in zip(_pair(padding), kernel_size))
+        x_shape = (*(() if batch is None else (batch,)), channels, *(e + x for e, x in zip(extent, excess)))
+        return make(name, x_shape, kernel_size, padding=padding, **options)
+
+    ranges = dict(batch=(None, 1, 2), channels=(1, 2), kernel_size=_grid(1, 2, 3), excess=_grid(0, 1, 2, 3),
+                  stride=(None, *_grid(1, 2, 3)), padding=_grid(0, 1))
+    ranges.update(dict(dilation=_grid(1, 2)) if make is _max_pool_case else dict(count_include_pad=(True, False)))
+    ranges.update(narrow or {})
+    register(make(name, x_shape, kernel_size, **options).replace(shapes=Shapes(build, ranges)))
+
+
 # Overlapping windows (stride < window) make inputs win, or share, several windows; padding
 # puts -inf (max) or zeros (average) at the borders; a size-1 dim in each case.
-register(_max_pool_case("max_pool2d", (2, 3, 7, 6), 3, stride=2, padding=1))
-register(_max_pool_case("max_pool2d-overlap", (1, 2, 6, 5), (3, 2), stride=1))
-register(_max_pool_case("max_pool2d-dilation2", (2, 1, 7, 8), 2, stride=1, padding=1, dilation=2))
-register(_max_pool_case("max_pool2d-unbatched", (3, 5, 4), 2, stride=(1, 2), padding=(1, 0)))
-register(_avg_pool_case("avg_pool2d", (2, 3, 7, 6), 3, stride=2, padding=1))
-register(_avg_pool_case("avg_pool2d-exclude-pad", (1, 2, 5, 7), (2, 3), stride=(1, 2), padding=1,
-                        count_include_pad=False))
-register(_avg_pool_case("avg_pool2d-default-stride", (3, 1, 6, 4), 2))
+_register(_max_pool_case, "max_pool2d", (2, 3, 7, 6), 3, stride=2, padding=1)
+_register(_max_pool_case, "max_pool2d-overlap", (1, 2, 6, 5), (3, 2), stride=1,
+          narrow=dict(kernel_size=_grid(2, 3), stride=(1,)))
+_register(_max_pool_case, "max_pool2d-dilation2", (2, 1, 7, 8), 2, stride=1, padding=1, dilation=2,
+          narrow=dict(dilation=(2,)))
+_register(_max_pool_case, "max_pool2d-unbatched", (3, 5, 4), 2, stride=(1, 2), padding=(1, 0),
+          narrow=dict(batch=(None,)))
+_register(_avg_pool_case, "avg_pool2d", (2, 3, 7, 6), 3, stride=2, padding=1)
+_register(_avg_pool_case, "avg_pool2d-exclude-pad", (1, 2, 5, 7), (2, 3), stride=(1, 2), padding=1,
+          count_include_pad=False, narrow=dict(kernel_size=_grid(2, 3), padding=(1,), count_include_pad=(False,)))
+_register(_avg_pool_case, "avg_pool2d-default-stride", (3, 1, 6, 4), 2, narrow=dict(stride=(None,)))
