@@ -130,6 +130,12 @@ class CaseRun:
     def verdict(self, check, tensor, compared, problems: list[str]):
         self._record(check, tensor, compared, not problems, None, problems)
 
+    def tolerance(self, kind: str) -> Tolerance:
+        """The table's tolerance for this dtype, sized by the longest reduction the case can
+        contain: no sum runs over more terms than its largest tensor holds (per trial)."""
+        sizes = [math.prod(t.shape) for t in self.case.tensors] + [math.prod(s) for s in self.out_shapes]
+        return tolerance(self.dtype, kind, self.case.tolerances, reduction=max(sizes, default=1))
+
     # -- data ----------------------------------------------------------------------------
     def draw(self):
         """Inputs, cotangents and finite-difference directions, in that order, per seed."""
@@ -283,7 +289,7 @@ class CaseRun:
 
     def _pair(self, check, label, kind, t_val, j_val, o_val, suffix=""):
         """torch vs jax in float64/float32; each vs the float64 oracle (and the gap) in low precision."""
-        tol = tolerance(self.dtype, kind, self.case.tolerances)
+        tol = self.tolerance(kind)
         if not self.low:
             self.values(check, label, f"torch vs jax{suffix}", t_val, j_val, tol)
             return
@@ -297,7 +303,7 @@ class CaseRun:
         t, j, plain = st["torch plain"], st["jax plain"], st["jax plain"]
         vjp_j, tm, jm = st["jax"], st["torch module"], st["jax module"]
         ref_t, ref_j = st["torch ref"], st["jax ref"]
-        vtol = tolerance(self.dtype, "values", self.case.tolerances)
+        vtol = self.tolerance("values")
         if t.error or j.error or ref_t.error:
             self.error("forward", "-", "torch vs jax", t.error, j.error, ref_t.error)
         else:
@@ -361,7 +367,7 @@ class CaseRun:
             if not calls:
                 return ["no autograd.Function was applied by the custom forward"]
             rng = np.random.default_rng([self.seed, 1])
-            tol = tolerance(self.dtype, "grads", self.case.tolerances)
+            tol = self.tolerance("grads")
             return [p for cls, a in calls for p in backward_contract(cls, a, rng, tol.rtol, tol.atol)]
 
         out = self._stage("torch raw backward", contract)
@@ -405,7 +411,7 @@ class CaseRun:
                     self._pair("grad-module", f"grad of {tensor.name}", "grads", a, b, ref_t.value[1][i][:1])
         if self.low:
             return
-        gtol = tolerance(self.dtype, "grads", case.tolerances)
+        gtol = self.tolerance("grads")
         for side, cust, ref in (("torch", t, ref_t), ("jax", j, ref_j)):
             if cust.error or ref.error:
                 self.error("grad-autodiff", "-", f"{side} custom vs autodiff", cust.error, ref.error)
@@ -439,7 +445,7 @@ class CaseRun:
             "torch ref": self._stage("torch reference double backward", lambda: self._hvp("torch", case.torch_ref)),
             "jax ref": self._stage("jax reference grad of grad", lambda: self._hvp("jax", case.jax_ref)),
         }
-        tol = tolerance(self.dtype, "grads", case.tolerances)
+        tol = self.tolerance("hvp")
         pairs = [
             ("hvp", "torch vs jax", st["torch"], st["jax"]),
             ("hvp-autodiff", "torch autodiff vs torch custom", st["torch ref"], st["torch"]),
