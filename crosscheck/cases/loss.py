@@ -160,16 +160,14 @@ def _mse_case(name, shape, reduction):
 
 def _register(make, name, shape, ranks, **options):
     """The case at its declared shape, then buckets of every rank in `ranks` with sizes 1..5
-    (1..4 and 1..2 for dims 2 and 3). Cross entropy keeps 2..5 classes (dim 1, dim 0 unbatched;
-    one weight each) and more than an in-range `ignore_index`, which stays a class: with one
-    class the loss is constant, and its Hessian products are rounding noise in the autodiff
-    reference that the comparison, scaled by the reference, cannot judge."""
+    (1..4 and 1..2 for dims 2 and 3). Cross entropy has 1..5 classes (dim 1, dim 0 unbatched;
+    one weight each), more than an in-range `ignore_index`, which stays a class."""
 
     def build(rank, n0, n1, n2, n3):
         sizes = [n0, n1, n2, n3][:rank]
         if make is _ce_case:
             c = 1 if rank > 1 else 0
-            sizes[c] = max(sizes[c], 2, options.get("ignore_index", -1) + 1)
+            sizes[c] = max(sizes[c], options.get("ignore_index", -1) + 1)
         return make(name, tuple(sizes), **options)
 
     ranges = dict(rank=ranks, n0=range(1, 6), n1=range(1, 6), n2=range(1, 5), n3=range(1, 3))

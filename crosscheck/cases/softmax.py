@@ -55,14 +55,11 @@ def _case(name, fn_name, cls, shape, dim):
 
 def _register(name, fn_name, cls, shape, dim):
     """The case at its declared shape, then buckets of every rank up to 4 that has `dim`, with
-    sizes 1..5 (1..4 and 1..2 for dims 2 and 3), at least 2 along `dim`: along one the output
-    is constant, and its Hessian products are rounding noise in the autodiff reference that the
-    comparison, scaled by the reference, cannot judge. `dim` stays the same axis, one counted
-    from the start spelled from the end where `negative`."""
+    sizes 1..5 (1..4 and 1..2 for dims 2 and 3). `dim` stays the same axis, one counted from
+    the start spelled from the end where `negative`."""
 
     def build(rank, n0, n1, n2, n3, negative):
         sizes = [n0, n1, n2, n3][:rank]
-        sizes[dim] = max(sizes[dim], 2)
         return _case(name, fn_name, cls, tuple(sizes), dim if dim < 0 else dim - rank * negative)
 
     ranks = range(dim + 1 if dim >= 0 else -dim, 5)
