@@ -45,25 +45,15 @@ def _case(name, shape, p, mask_shape=None, mask_kind="bool"):
     def jax_module(dtype):
         from flax import nnx
 
-        Dropout = importlib.import_module("jax_layers.dropout").Dropout
-
-        class WithMask(nnx.Module):
-            """The harness calls `module(input, mask)`; nnx.Dropout takes the mask by keyword."""
-
-            def __init__(self):
-                self.dropout = Dropout(p, rngs=nnx.Rngs(dropout=0))
-
-            def __call__(self, x, mask):
-                return self.dropout(x, mask=mask)
-
-        return WithMask()
+        return importlib.import_module("jax_layers.dropout").Dropout(p, rngs=nnx.Rngs(dropout=0))
 
     return Case(
         name=name,
         family="dropout",
         inputs=(
             Tensor("input", shape),
-            Tensor("mask", mask_shape, kind=mask_kind, differentiable=False, draw=draw),
+            # The modules take the mask by keyword, as nnx.Dropout does: `module(x, mask=mask)`.
+            Tensor("mask", mask_shape, kind=mask_kind, differentiable=False, draw=draw, keyword=True),
         ),
         torch_fn=torch_fn,
         torch_ref=torch_ref,
