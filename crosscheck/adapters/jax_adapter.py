@@ -6,7 +6,25 @@ before any JAX array exists.
 
 from __future__ import annotations
 
-import jax
+import os
+
+
+def _fast_compile() -> None:
+    """Compile with XLA's backend optimisations off, unless `XLA_FLAGS` already chooses.
+
+    The programs here are many and tiny: LLVM's optimisation passes cost more than they save.
+    A cold run of four cases took 33 to 40 s instead of 57 to 61 s on 2 cores. Floating-point
+    semantics do not change (XLA keeps fast-math off either way). Read when the backend starts,
+    so it must be set before the first array exists.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_backend_optimization_level" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=0".strip()
+
+
+_fast_compile()
+
+import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
@@ -17,8 +35,6 @@ def _persistent_cache() -> None:
     `CROSSCHECK_JAX_CACHE` names the folder (default `~/.cache/crosscheck/jax`); set it empty
     to turn the cache off. A folder already set by the user (`jax_compilation_cache_dir`) wins.
     """
-    import os
-
     folder = os.environ.get("CROSSCHECK_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "crosscheck", "jax"))
     if not folder or jax.config.jax_compilation_cache_dir:
         return
