@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from crosscheck.compare import REDUCTION_FLOOR, SCALE_FLOOR, UNIT_ROUNDOFF, Tolerance, compare, tolerance
+from crosscheck.compare import REDUCTION_FLOOR, ROUNDING_BUDGET, SCALE_FLOOR, UNIT_ROUNDOFF, Tolerance, compare, tolerance
 
 TOL = Tolerance(1e-6, 1e-6)
 
@@ -61,7 +61,7 @@ def test_full_precision_tolerance_grows_as_sqrt_of_the_longest_reduction(dtype):
     small = tolerance(dtype, "grads", reduction=1)
     assert small == tolerance(dtype, "grads", reduction=REDUCTION_FLOOR)
     assert math.isclose(tolerance(dtype, "grads", reduction=4 * REDUCTION_FLOOR).rtol, 2 * small.rtol)
-    assert small.rtol / UNIT_ROUNDOFF[dtype] == pytest.approx(40 * math.sqrt(REDUCTION_FLOOR))
+    assert small.rtol / UNIT_ROUNDOFF[dtype] == pytest.approx(ROUNDING_BUDGET["grads"] * math.sqrt(REDUCTION_FLOOR))
     values, grads, hvp = (tolerance(dtype, k, reduction=100).rtol for k in ("values", "grads", "hvp"))
     assert values < grads < hvp
 
