@@ -256,7 +256,7 @@ class CaseRun:
             outs, grads, meta = self.torch.module_grads(module, xs, in_diff, state, cts, keywords)
             ordered = [grads.get(i) for i in range(n_in)] + [grads.get(t.name) for t in case.params]
             problems = []
-            for t, m, x in zip(case.tensors, [meta.get(i) for i in range(n_in)] + [meta[t.name] for t in case.params], args):
+            for t, m, x in zip(case.tensors, [meta.get(i) for i in range(n_in)] + [meta.get(t.name) for t in case.params], args):
                 want = (tuple(t.shape), self.dtype)
                 if t.differentiable and (m is None or m != want):
                     problems.append(f"grad of {t.name}: {'missing' if m is None else f'{m[0]} {m[1]}'}, expected {want[0]} {want[1]}")
@@ -268,8 +268,10 @@ class CaseRun:
         module = case.jax_module(self.jax.jax_dtype(self.dtype))
         pmap = case.module_param_map()
         torch_layout = {t.name: self.data[t.name][0] for t in case.params}
+        # In the run's dtype, as the torch module holds them: Flax keeps batch stats in
+        # float32 whatever the module's dtype, which would round float64 running statistics.
         for path, value in pmap.to_nnx(torch_layout).items():
-            _nnx_set(module, path, value)
+            _nnx_set(module, path, value, self.jax.jax_dtype(self.dtype))
         outs, in_grads, p_grads, meta, expected = self.jax.module_grads(module, xs, in_diff, cts, keywords)
         outs = tuple(lay.from_jax(o[None]) for lay, o in zip(self._out_layouts(len(outs)), outs))
         p_torch = (pmap.grads_to_torch or pmap.to_torch)(p_grads)

@@ -3,17 +3,18 @@
 torch's `weight (*normalized_shape)` is Flax's flat `scale`; GroupNorm and BatchNorm inputs are
 NCHW on torch and NHWC on JAX. Each case sets the same epsilon on both sides (torch defaults to
 1e-5, Flax's LayerNorm and RMSNorm to 1e-6). Inputs are standard normal over at least three
-elements per statistic, so no variance is degenerate.
+elements per statistic, so no variance is degenerate; the shape buckets keep enough (below).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 from .. import draw
 from ..convert.norm import BATCH_NORM, flat
 from ..layout import IDENTITY, permute
-from ..registry import Case, Tensor, register
+from ..registry import Case, Shapes, Tensor, register
 
 # torch (N, C, *spatial) -> JAX (N, *spatial, C), by rank.
 CHANNELS_LAST = {3: permute(0, 2, 1), 4: permute(0, 2, 3, 1)}
@@ -188,28 +189,14 @@ def _group_norm_case(name, in_shape, groups, eps=1e-5, affine=True):
 
 
 def _batch_norm_modules(c, eps, affine, running):
-    """BatchNorm2d / nnx.BatchNorm builders; with `running`, eval mode on statistics passed per call.
-
-    The harness loads only parameters into modules, so the eval case hands the drawn running
-    statistics to the module as call arguments, which copy them into the buffers / batch stats.
-    """
+    """BatchNorm2d / nnx.BatchNorm builders; with `running`, in eval mode: the harness loads the
+    drawn running statistics into the buffers / batch stats, as it loads the parameters."""
 
     def torch_module(dtype, device):
-        import torch
-
         from torch_layers.norm import BatchNorm2d
 
-        if not running:
-            return BatchNorm2d(c, eps=eps, affine=affine, dtype=dtype, device=device)
-
-        class BatchNorm2dOnStats(BatchNorm2d):
-            def forward(self, input, running_mean, running_var):
-                with torch.no_grad():
-                    self.running_mean.copy_(running_mean)
-                    self.running_var.copy_(running_var)
-                return super().forward(input)
-
-        return BatchNorm2dOnStats(c, eps=eps, affine=affine, dtype=dtype, device=device).eval()
+        module = BatchNorm2d(c, eps=eps, affine=affine, dtype=dtype, device=device)
+        return module.eval() if running else module
 
     def jax_module(dtype):
         from flax import nnx
@@ -217,28 +204,19 @@ def _batch_norm_modules(c, eps, affine, running):
         from jax_layers.norm import BatchNorm
 
         options = {"epsilon": eps, "use_scale": affine, "use_bias": affine, "dtype": dtype, "param_dtype": dtype}
-        if not running:
-            return BatchNorm(c, use_running_average=False, **options, rngs=nnx.Rngs(0))
-
-        class BatchNormOnStats(BatchNorm):
-            def __call__(self, x, mean, var):
-                self.mean.set_value(mean)
-                self.var.set_value(var)
-                return super().__call__(x)
-
-        return BatchNormOnStats(c, use_running_average=True, **options, rngs=nnx.Rngs(0))
+        return BatchNorm(c, use_running_average=running, **options, rngs=nnx.Rngs(0))
 
     return torch_module, jax_module
 
 
 def _batch_norm_case(name, in_shape, eps=1e-5, affine=True, running=False, modules=True):
     c, nd = in_shape[1], len(in_shape)
-    stats_in = running
     axes = tuple(range(nd - 1))  # JAX: every axis but the trailing channels
 
     def parts(args):
+        """`(input, weight?, bias?, running_mean?, running_var?)` -> all five, None where absent."""
         x, *rest = args
-        mean, var, *rest = rest if stats_in else (None, None, *rest)
+        mean, var = rest[-2:] if running else (None, None)
         return x, mean, var, *_split(rest, affine, affine)
 
     def torch_fn(*args):
@@ -268,35 +246,93 @@ def _batch_norm_case(name, in_shape, eps=1e-5, affine=True, running=False, modul
 
     lay = CHANNELS_LAST.get(nd, IDENTITY)
     inputs = (Tensor("input", in_shape, layout=lay),)
-    if running:
-        inputs += (
-            Tensor("running_mean", (c,), differentiable=False),
-            Tensor("running_var", (c,), differentiable=False, draw=draw.uniform(0.5, 2.0)),
+    params = _affine_params((c,), affine, affine)
+    if running:  # module state: loaded into both modules, never differentiated
+        params += (
+            Tensor("running_mean", (c,), differentiable=False, jax_name="mean"),
+            Tensor("running_var", (c,), differentiable=False, draw=draw.uniform(0.5, 2.0), jax_name="var"),
         )
     torch_module, jax_module = _batch_norm_modules(c, eps, affine, running) if modules else (None, None)
     return Case(
-        name=name, family="norm", inputs=inputs, params=_affine_params((c,), affine, affine), out_layouts=(lay,),
+        name=name, family="norm", inputs=inputs, params=params, out_layouts=(lay,),
         torch_fn=torch_fn, torch_ref=torch_ref, jax_fn=jax_fn, jax_ref=jax_ref,
         torch_module=torch_module, jax_module=jax_module, param_map=BATCH_NORM,
         description=f"x {in_shape} (NC*; N*C on JAX), {'running' if running else 'batch'} statistics, eps={eps}, affine={affine}",
     )
 
 
+# -- shape buckets ----------------------------------------------------------------------------
+
+# Buckets draw dims from SIZES, except the last dim each statistic reduces over. A variance
+# over few elements is ill-conditioned: JAX's (Flax's) fast variance E[x^2] - E[x]^2 loses
+# u * E[x^2] / var, which over 400k float32 rows of standard normals broke the forward's
+# tolerance in 1 row in 370 over 3 elements, 1 in 6000 over 4 and 1 in 36000 over 5 (the
+# fewest any declared case has). So a variance's last dim draws from VAR; a mean square is
+# well-conditioned from two elements (over one, RMSNorm's gradient is all cancellation).
+SIZES, VAR, MEAN_SQUARE = range(1, 4), range(5, 8), range(2, 8)
+
+
+def _with_shapes(case, build, **ranges):
+    register(case.replace(shapes=Shapes(build, ranges)))
+
+
+def _over_last(factory, last, name, batch, shape, **options):
+    """LayerNorm / RMSNorm: 0..2 batch dims, and a normalized shape of the declared rank whose
+    last dim draws from `last`."""
+
+    def build(leading, batch, last, first=1):
+        norm = (first, last) if len(shape) == 2 else (last,)
+        return factory(name, tuple(batch + i for i in range(leading)), norm, **options)
+
+    first = {"first": SIZES} if len(shape) == 2 else {}
+    _with_shapes(factory(name, batch, shape, **options), build, leading=range(3), batch=SIZES, **first, last=last)
+
+
+def _group_norm(name, in_shape, groups, **options):
+    """GroupNorm: batch, groups, channels per group (one in a depthwise case) and the declared
+    number of spatial dims, the last from VAR."""
+
+    def build(n, groups, per_group, last, first=1):
+        spatial = (first, last) if len(in_shape) == 4 else (last,)
+        return _group_norm_case(name, (n, groups * per_group, *spatial), groups, **options)
+
+    per_group = (1,) if in_shape[1] == groups else range(1, 3)
+    first = {"first": SIZES} if len(in_shape) == 4 else {}
+    _with_shapes(_group_norm_case(name, in_shape, groups, **options), build,
+                 n=range(1, 3), groups=SIZES, per_group=per_group, **first, last=VAR)
+
+
+def _batch_norm(name, in_shape, **options):
+    """BatchNorm: every dim of the declared rank. Batch statistics reduce over all dims but the
+    channels, so the last of those (w, or n for (N, C)) draws from VAR; running ones need not."""
+    dims = ("n", "c", "h", "w")[: len(in_shape)]
+    stat = None if options.get("running") else dims[-1] if len(dims) > 2 else "n"
+
+    def build(**d):
+        return _batch_norm_case(name, tuple(d[k] for k in dims), **options)
+
+    ranges = {k: VAR if k == stat else range(1, 5) if k == "c" else SIZES for k in dims}
+    _with_shapes(_batch_norm_case(name, in_shape, **options), build, **ranges)
+
+
+_layer_norm = functools.partial(_over_last, _layer_norm_case, VAR)
+_rms_norm = functools.partial(_over_last, _rms_norm_case, MEAN_SQUARE)
+
 # A size-1 dim in every case; never a statistic over a single element.
-register(_layer_norm_case("layer_norm", (3, 1), (7,)))
-register(_layer_norm_case("layer_norm-2d", (2,), (1, 5), eps=1e-6))
-register(_layer_norm_case("layer_norm-nobias", (4, 1), (5,), bias=False))
-register(_layer_norm_case("layer_norm-noaffine", (1, 2), (5,), affine=False))
-register(_layer_norm_case("layer_norm-unbatched", (), (6,)))
-register(_rms_norm_case("rms_norm", (2, 1), (6,)))
-register(_rms_norm_case("rms_norm-2d", (3,), (4, 1), eps=1e-5))
-register(_rms_norm_case("rms_norm-default-eps", (1, 3), (5,), eps=None))
-register(_rms_norm_case("rms_norm-noweight", (2, 1), (4,), weight=False))
-register(_group_norm_case("group_norm", (2, 6, 3, 1), 3))
-register(_group_norm_case("group_norm-1d", (3, 4, 5), 2, eps=1e-6))
-register(_group_norm_case("group_norm-depthwise", (1, 4, 2, 3), 4))
-register(_group_norm_case("group_norm-noaffine", (2, 2, 1, 4), 1, affine=False))
-register(_batch_norm_case("batch_norm", (3, 4, 2, 1)))
-register(_batch_norm_case("batch_norm-noaffine", (4, 3, 1, 2), affine=False))
-register(_batch_norm_case("batch_norm-nc", (5, 1), modules=False))
-register(_batch_norm_case("batch_norm-eval", (3, 4, 2, 1), running=True))
+_layer_norm("layer_norm", (3, 1), (7,))
+_layer_norm("layer_norm-2d", (2,), (1, 5), eps=1e-6)
+_layer_norm("layer_norm-nobias", (4, 1), (5,), bias=False)
+_layer_norm("layer_norm-noaffine", (1, 2), (5,), affine=False)
+_layer_norm("layer_norm-unbatched", (), (6,))
+_rms_norm("rms_norm", (2, 1), (6,))
+_rms_norm("rms_norm-2d", (3,), (4, 1), eps=1e-5)
+_rms_norm("rms_norm-default-eps", (1, 3), (5,), eps=None)
+_rms_norm("rms_norm-noweight", (2, 1), (4,), weight=False)
+_group_norm("group_norm", (2, 6, 3, 1), 3)
+_group_norm("group_norm-1d", (3, 4, 5), 2, eps=1e-6)
+_group_norm("group_norm-depthwise", (1, 4, 2, 3), 4)
+_group_norm("group_norm-noaffine", (2, 2, 1, 4), 1, affine=False)
+_batch_norm("batch_norm", (3, 4, 2, 1))
+_batch_norm("batch_norm-noaffine", (4, 3, 1, 2), affine=False)
+_batch_norm("batch_norm-nc", (5, 1), modules=False)
+_batch_norm("batch_norm-eval", (3, 4, 2, 1), running=True)

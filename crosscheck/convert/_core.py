@@ -70,7 +70,8 @@ def param_map(torch_module) -> ParamMap:
     return _MAPS[name](torch_module)
 
 
-def _nnx_set(module, path: str, value) -> None:
+def _nnx_set(module, path: str, value, dtype=None) -> None:
+    """Set the variable at `path`, cast to `dtype` (default: the variable's own dtype)."""
     import jax.numpy as jnp
 
     *parents, last = path.split(".")
@@ -83,7 +84,7 @@ def _nnx_set(module, path: str, value) -> None:
     old = var.get_value()
     if tuple(old.shape) != tuple(value.shape):
         raise ValueError(f"`{path}` has shape {tuple(old.shape)}, the torch weight gives {tuple(value.shape)}")
-    var.set_value(jnp.asarray(value, dtype=old.dtype))
+    var.set_value(jnp.asarray(value, dtype=old.dtype if dtype is None else dtype))
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:

@@ -138,7 +138,7 @@ def jax_batch_norm_eval_input_grad_without_scale():
         return ((g.astype(rstd.dtype) * rstd).astype(x.dtype), *rest)
 
     f = jax_with_bwd(L._batch_norm_eval_impl, L._batch_norm_eval_fwd, bwd, nondiff_argnums=(0,))
-    return lambda x, m, v, s, b: f(L._batch_config(x, -1, BATCH_NORM_EPS, True), x, m, v, s, b)
+    return lambda x, s, b, m, v: f(L._batch_config(x, -1, BATCH_NORM_EPS, True), x, m, v, s, b)
 
 
 for _name, _case, _side, _make, _expect, _desc in [
