@@ -4,11 +4,11 @@ checked as one function against the same chain of standard ops."""
 from __future__ import annotations
 
 from ..layout import IDENTITY, TRANSPOSE, permute
-from ..registry import Case, Tensor, register
+from ..registry import Case, Shapes, Tensor, register
 
 NCHW_NHWC = permute(0, 2, 3, 1)
 OIHW_HWIO = permute(2, 3, 1, 0)
-D_MODEL, D_HIDDEN, EPS = 6, 10, 1e-5
+D_MODEL, D_HIDDEN, EPS = 6, 10, 1e-5  # the declared sizes; shape buckets draw others
 
 
 def mlp_torch(x, nw, nb, w1, b1, w2, b2):
@@ -41,113 +41,127 @@ def mlp_jax_ref(x, ns, nb, k1, b1, k2, b2):
     return x + h @ k2 + b2
 
 
-def mlp_torch_module(dtype, device):
-    from torch_layers.block import TransformerMLP
+def _mlp_case(batch, d_model, d_hidden):
+    def torch_module(dtype, device):
+        from torch_layers.block import TransformerMLP
 
-    return TransformerMLP(D_MODEL, D_HIDDEN, eps=EPS, dtype=dtype, device=device)
+        return TransformerMLP(d_model, d_hidden, eps=EPS, dtype=dtype, device=device)
 
+    def jax_module(dtype):
+        from flax import nnx
 
-def mlp_jax_module(dtype):
-    from flax import nnx
+        from jax_layers.block import TransformerMLP
 
-    from jax_layers.block import TransformerMLP
+        return TransformerMLP(d_model, d_hidden, epsilon=EPS, param_dtype=dtype, rngs=nnx.Rngs(0))
 
-    return TransformerMLP(D_MODEL, D_HIDDEN, epsilon=EPS, param_dtype=dtype, rngs=nnx.Rngs(0))
-
-
-register(
-    Case(
+    return Case(
         name="transformer_mlp",
         family="block",
-        inputs=(Tensor("input", (3, 1, D_MODEL)),),
+        inputs=(Tensor("input", (*batch, d_model)),),
         params=(
-            Tensor("norm.weight", (D_MODEL,), jax_name="norm.scale"),
-            Tensor("norm.bias", (D_MODEL,), jax_name="norm.bias"),
-            Tensor("fc1.weight", (D_HIDDEN, D_MODEL), layout=TRANSPOSE, jax_name="fc1.kernel"),
-            Tensor("fc1.bias", (D_HIDDEN,), jax_name="fc1.bias"),
-            Tensor("fc2.weight", (D_MODEL, D_HIDDEN), layout=TRANSPOSE, jax_name="fc2.kernel"),
-            Tensor("fc2.bias", (D_MODEL,), jax_name="fc2.bias"),
+            Tensor("norm.weight", (d_model,), jax_name="norm.scale"),
+            Tensor("norm.bias", (d_model,), jax_name="norm.bias"),
+            Tensor("fc1.weight", (d_hidden, d_model), layout=TRANSPOSE, jax_name="fc1.kernel"),
+            Tensor("fc1.bias", (d_hidden,), jax_name="fc1.bias"),
+            Tensor("fc2.weight", (d_model, d_hidden), layout=TRANSPOSE, jax_name="fc2.kernel"),
+            Tensor("fc2.bias", (d_model,), jax_name="fc2.bias"),
         ),
         torch_fn=mlp_torch,
         torch_ref=mlp_torch_ref,
         jax_fn=mlp_jax,
         jax_ref=mlp_jax_ref,
-        torch_module=mlp_torch_module,
-        jax_module=mlp_jax_module,
-        description=f"x + fc2(gelu(fc1(layer_norm(x)))), d_model {D_MODEL}, hidden {D_HIDDEN}",
+        torch_module=torch_module,
+        jax_module=jax_module,
+        description=f"x + fc2(gelu(fc1(layer_norm(x)))), d_model {d_model}, hidden {d_hidden}",
     )
-)
+
+
+def _mlp_bucket(leading, batch, d_model, d_hidden):
+    return _mlp_case(tuple(batch + i for i in range(leading)), d_model, d_hidden)
+
+
+# Buckets: 0..2 batch dims, any hidden width, d_model from 5: the LayerNorm's variance is
+# ill-conditioned over fewer elements (cases/norm.py).
+MLP_RANGES = dict(leading=range(3), batch=range(1, 4), d_model=range(5, 9), d_hidden=range(1, 9))
+register(_mlp_case((3, 1), D_MODEL, D_HIDDEN).replace(shapes=Shapes(_mlp_bucket, MLP_RANGES)))
 
 C_IN, C_OUT, GROUPS = 3, 4, 2
 
 
-def cnn_torch(x, w, b, nw, nb):
-    from torch_layers.block import conv_block
+def _cnn_case(in_shape, c_out, groups):
+    c_in = in_shape[1]
 
-    return conv_block(x, w, b, nw, nb, GROUPS, EPS)
+    def torch_fn(x, w, b, nw, nb):
+        from torch_layers.block import conv_block
 
+        return conv_block(x, w, b, nw, nb, groups, EPS)
 
-def cnn_torch_ref(x, w, b, nw, nb):
-    import torch.nn.functional as F
+    def torch_ref(x, w, b, nw, nb):
+        import torch.nn.functional as F
 
-    h = F.silu(F.group_norm(F.conv2d(x, w, b, padding=(1, 0)), GROUPS, nw, nb, EPS))
-    return F.avg_pool2d(h, 2)
+        h = F.silu(F.group_norm(F.conv2d(x, w, b, padding=(1, 0)), groups, nw, nb, EPS))
+        return F.avg_pool2d(h, 2)
 
+    def jax_fn(x, k, b, ns, nb):
+        from jax_layers.block import conv_block
 
-def cnn_jax(x, k, b, ns, nb):
-    from jax_layers.block import conv_block
+        return conv_block(x, k, b, ns, nb, groups, EPS)
 
-    return conv_block(x, k, b, ns, nb, GROUPS, EPS)
+    def jax_ref(x, k, b, ns, nb):
+        import jax
+        import jax.numpy as jnp
 
+        h = jax.lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (0, 0)), dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
+        n, hh, ww, c = h.shape
+        g = h.reshape(n, hh, ww, groups, c // groups)
+        mean = jnp.mean(g, (1, 2, 4), keepdims=True)
+        var = jnp.mean(jnp.square(g - mean), (1, 2, 4), keepdims=True)
+        h = ((g - mean) * jax.lax.rsqrt(var + EPS)).reshape(h.shape) * ns + nb
+        h = jax.nn.silu(h)
+        return jax.lax.reduce_window(h, 0.0, jax.lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "VALID") / 4
 
-def cnn_jax_ref(x, k, b, ns, nb):
-    import jax
-    import jax.numpy as jnp
+    def torch_module(dtype, device):
+        from torch_layers.block import ConvBlock
 
-    h = jax.lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (0, 0)), dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
-    n, hh, ww, c = h.shape
-    g = h.reshape(n, hh, ww, GROUPS, c // GROUPS)
-    mean = jnp.mean(g, (1, 2, 4), keepdims=True)
-    var = jnp.mean(jnp.square(g - mean), (1, 2, 4), keepdims=True)
-    h = ((g - mean) * jax.lax.rsqrt(var + EPS)).reshape(h.shape) * ns + nb
-    h = jax.nn.silu(h)
-    return jax.lax.reduce_window(h, 0.0, jax.lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "VALID") / 4
+        return ConvBlock(c_in, c_out, groups, eps=EPS, dtype=dtype, device=device)
 
+    def jax_module(dtype):
+        from flax import nnx
 
-def cnn_torch_module(dtype, device):
-    from torch_layers.block import ConvBlock
+        from jax_layers.block import ConvBlock
 
-    return ConvBlock(C_IN, C_OUT, GROUPS, eps=EPS, dtype=dtype, device=device)
+        return ConvBlock(c_in, c_out, groups, epsilon=EPS, param_dtype=dtype, rngs=nnx.Rngs(0))
 
-
-def cnn_jax_module(dtype):
-    from flax import nnx
-
-    from jax_layers.block import ConvBlock
-
-    return ConvBlock(C_IN, C_OUT, GROUPS, epsilon=EPS, param_dtype=dtype, rngs=nnx.Rngs(0))
-
-
-register(
-    Case(
+    return Case(
         name="conv_block",
         family="block",
-        # Odd height: the 2x2 pool drops the last row, whose gradient must come back zero.
-        # A 3x2 kernel and a (5, 7) input: no square spatial shape for a swap to hide in.
-        inputs=(Tensor("input", (2, C_IN, 5, 7), layout=NCHW_NHWC),),
+        inputs=(Tensor("input", in_shape, layout=NCHW_NHWC),),
         params=(
-            Tensor("conv.weight", (C_OUT, C_IN, 3, 2), layout=OIHW_HWIO, jax_name="conv.kernel"),
-            Tensor("conv.bias", (C_OUT,), jax_name="conv.bias"),
-            Tensor("norm.weight", (C_OUT,), jax_name="norm.scale"),
-            Tensor("norm.bias", (C_OUT,), jax_name="norm.bias", layout=IDENTITY),
+            Tensor("conv.weight", (c_out, c_in, 3, 2), layout=OIHW_HWIO, jax_name="conv.kernel"),
+            Tensor("conv.bias", (c_out,), jax_name="conv.bias"),
+            Tensor("norm.weight", (c_out,), jax_name="norm.scale"),
+            Tensor("norm.bias", (c_out,), jax_name="norm.bias", layout=IDENTITY),
         ),
-        torch_fn=cnn_torch,
-        torch_ref=cnn_torch_ref,
-        jax_fn=cnn_jax,
-        jax_ref=cnn_jax_ref,
-        torch_module=cnn_torch_module,
-        jax_module=cnn_jax_module,
+        torch_fn=torch_fn,
+        torch_ref=torch_ref,
+        jax_fn=jax_fn,
+        jax_ref=jax_ref,
+        torch_module=torch_module,
+        jax_module=jax_module,
         out_layouts=(NCHW_NHWC,),
-        description=f"avg_pool(silu(group_norm(conv3x2(x)))), {C_IN}->{C_OUT} channels, {GROUPS} groups",
+        description=f"avg_pool(silu(group_norm(conv3x2(x)))), {c_in}->{c_out} channels, {groups} groups",
     )
-)
+
+
+def _cnn_bucket(n, c_in, groups, per_group, height, width):
+    return _cnn_case((n, c_in, height, width), groups * per_group, groups)
+
+
+# Buckets: the conv keeps the height and loses a column and the pool needs 2x2 of what is
+# left; height and width from 3 give each group's variance at least 6 elements (it is
+# ill-conditioned over fewer: cases/norm.py). Odd sizes drop a row or column in the pool.
+CNN_RANGES = dict(n=range(1, 3), c_in=range(1, 4), groups=range(1, 3), per_group=range(1, 3),
+                  height=range(3, 7), width=range(3, 8))
+# Odd height: the 2x2 pool drops the last row, whose gradient must come back zero.
+# A 3x2 kernel and a (5, 7) input: no square spatial shape for a swap to hide in.
+register(_cnn_case((2, C_IN, 5, 7), C_OUT, GROUPS).replace(shapes=Shapes(_cnn_bucket, CNN_RANGES)))
