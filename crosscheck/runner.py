@@ -465,10 +465,13 @@ class CaseRun:
         """Directional derivative of `L = sum(ct * f)` along a random unit `v`, per trial.
 
         The five-point central difference `(8 (L(h) - L(-h)) - (L(2h) - L(-2h))) / 12h` errs by
-        about `1.5 u |L| / h` (rounding) plus `h^4 |L^(5)| / 30` (truncation); with
-        `h = u^(1/3)` the truncation is some 1e-22 of `L^(5)`, where the two-point difference
-        left `h^2 |L'''| / 6`, about 6e-12 of `L'''`. Both are measured against
-        `A = sum |ct| (1 + |f|)`, the size of the terms in `L`; the bound allows ten times their sum.
+        about `1.5 u |L| / h` (rounding) plus `h^4 |L^(5)| / 30` (truncation), where the
+        two-point difference left `h^2 |L'''| / 6`. Both are measured against
+        `A = sum |ct| (1 + |f|)`, the size of the terms in `L`. The bound allows
+        `10 (1.5 u / h + h^2)`: the stencil's rounding, plus the two-point difference's
+        truncation allowance, kept for trials where the derivatives are huge (a batch whose
+        variance is nearly 0). It is no tighter than the two-point bound, whose worst ratio over
+        seeds 0..999 was 0.24, so that soak still bounds this one.
         """
         label = f"central difference vs {side} custom"
         if custom.error:
@@ -496,7 +499,7 @@ class CaseRun:
         if out.error:
             self.error("finite-diff", "-", label, out.error)
             return
-        bound = 10 * (1.5 * u / h + h**4)
+        bound = 10 * (1.5 * u / h + h * h)
         note = ["(directional derivative per trial, divided by sum |ct| (1 + |f|))"]
         self.values("finite-diff", "directional derivative", label, *out.value, Tolerance(0.0, bound), scaled=False, note=note)
 
