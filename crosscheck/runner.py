@@ -131,7 +131,7 @@ class CaseRun:
         self._record(check, tensor, compared, not problems, None, problems)
 
     def tolerance(self, kind: str) -> Tolerance:
-        """The table's tolerance for this dtype, sized by the longest reduction the case can
+        """`compare.tolerance` for this dtype, sized by the longest reduction the case can
         contain: no sum runs over more terms than its largest tensor holds (per trial)."""
         sizes = [math.prod(t.shape) for t in self.case.tensors] + [math.prod(s) for s in self.out_shapes]
         return tolerance(self.dtype, kind, self.case.tolerances, reduction=max(sizes, default=1))
