@@ -166,26 +166,35 @@ class CaseRun:
         lays = self.case.out_layouts
         return lays if len(lays) == n else lays * n
 
-    def _jax_array(self, t, a, dtype=None):
+    def _jax_array(self, t, a, dtype=None, batched=True):
+        if not batched:  # one trial: add the trial axis for the layout, then drop it
+            return self.jax.from_numpy(t.layout.to_jax(a[None])[0], t.kind, dtype or self.dtype, batched=False)
         return self.jax.from_numpy(t.layout.to_jax(a), t.kind, dtype or self.dtype)
 
-    def _args(self, side, dtype=None, shift=None):
+    def _args(self, side, dtype=None, shift=None, trial=None):
+        """Every input, all trials or (`trial`) one without the trial axis, cut in numpy so
+        that no framework runs an op to slice it."""
         out = []
         for t in self.case.tensors:
             a = self.data[t.name]
             if shift is not None and t.differentiable:
                 a = a + shift * self.direction[t.name]
+            if trial is not None:
+                a = a[trial]
             if side == "torch":
                 out.append(self.torch.from_numpy(a, t.kind, dtype or self.dtype, contiguous=not self.case.noncontiguous))
             else:
-                out.append(self._jax_array(t, a, dtype))
+                out.append(self._jax_array(t, a, dtype, batched=trial is None))
         return out
 
-    def _cts(self, side, dtype=None):
+    def _cts(self, side, dtype=None, trial=None):
+        cts = self.cts if trial is None else [c[trial] for c in self.cts]
         if side == "torch":
-            return [self.torch.from_numpy(c, "float", dtype or self.dtype) for c in self.cts]
+            return [self.torch.from_numpy(c, "float", dtype or self.dtype) for c in cts]
         lays = self._out_layouts(len(self.cts))
-        return [self.jax.from_numpy(lay.to_jax(c), "float", dtype or self.dtype) for lay, c in zip(lays, self.cts)]
+        if trial is None:
+            return [self.jax.from_numpy(lay.to_jax(c), "float", dtype or self.dtype) for lay, c in zip(lays, cts)]
+        return [self.jax.from_numpy(lay.to_jax(c[None])[0], "float", dtype or self.dtype, batched=False) for lay, c in zip(lays, cts)]
 
     def _vjp(self, side, fn, dtype=None):
         adapter = self.torch if side == "torch" else self.jax
@@ -243,16 +252,16 @@ class CaseRun:
         """
         case = self.case
         n_in = len(case.inputs)
-        args = self._args(side)
-        xs = [a[0] for a in args[:n_in]]
-        cts = [c[0] for c in self._cts(side)]
+        args = self._args(side, trial=0)
+        xs = args[:n_in]
+        cts = self._cts(side, trial=0)
         in_diff = [t.differentiable for t in case.inputs]
         keywords = [t.name if t.keyword else None for t in case.inputs]
         if side == "torch":
             if case.torch_module is None:
                 return None
             module = case.torch_module(self.torch.torch_dtype(self.dtype), self.torch.device)
-            state = {t.name: a[0] for t, a in zip(case.params, args[n_in:])}
+            state = {t.name: a for t, a in zip(case.params, args[n_in:])}
             outs, grads, meta = self.torch.module_grads(module, xs, in_diff, state, cts, keywords)
             ordered = [grads.get(i) for i in range(n_in)] + [grads.get(t.name) for t in case.params]
             problems = []
@@ -263,16 +272,14 @@ class CaseRun:
             return outs, ordered, problems
         if case.jax_module is None:
             return None
-        from .convert._core import _nnx_set
-
-        module = case.jax_module(self.jax.jax_dtype(self.dtype))
         pmap = case.module_param_map()
         torch_layout = {t.name: self.data[t.name][0] for t in case.params}
         # In the run's dtype, as the torch module holds them: Flax keeps batch stats in
         # float32 whatever the module's dtype, which would round float64 running statistics.
-        for path, value in pmap.to_nnx(torch_layout).items():
-            _nnx_set(module, path, value, self.jax.jax_dtype(self.dtype))
-        outs, in_grads, p_grads, meta, expected = self.jax.module_grads(module, xs, in_diff, cts, keywords)
+        module = self.jax.build_module(case.jax_module, self.dtype, pmap.to_nnx(torch_layout))
+        outs, in_grads, p_grads, meta, expected = self.jax.module_grads(
+            module, xs, in_diff, cts, keywords, key=(case.jax_module, self.dtype)
+        )
         outs = tuple(lay.from_jax(o[None]) for lay, o in zip(self._out_layouts(len(outs)), outs))
         p_torch = (pmap.grads_to_torch or pmap.to_torch)(p_grads)
         ordered = [None if i not in in_grads else t.layout.from_jax(in_grads[i][None]) for i, t in enumerate(case.inputs)]
@@ -361,7 +368,7 @@ class CaseRun:
         def contract():
             from .adapters.torch_adapter import backward_contract, record_functions
 
-            args = [a[0] for a in self._args("torch")]
+            args = self._args("torch", trial=0)
             for a, t in zip(args, self.case.tensors):
                 if t.differentiable:
                     a.requires_grad_(True)
@@ -381,12 +388,10 @@ class CaseRun:
         def jax_contract():
             from .adapters.jax_adapter import bwd_contract, record_custom_vjps
 
-            args = [a[0] for a in self._args("jax")]
-            calls = record_custom_vjps(self.case.jax_fn, args)
+            calls = record_custom_vjps(self.case.jax_fn, self._args("jax", trial=0))
             if not calls:
                 return ["no jax.custom_vjp was called by the custom forward"]
-            rng = np.random.default_rng([self.seed, 2])
-            return [p for f, a, kw in calls for p in bwd_contract(f, a, kw, rng)]
+            return [p for f, a, kw in calls for p in bwd_contract(f, a, kw)]
 
         out = self._stage("jax custom_vjp fwd/bwd", jax_contract)
         if out.error:
@@ -438,14 +443,14 @@ class CaseRun:
         return hv
 
     def check_second_order(self):
-        """Hessian-vector products: torch double backward vs JAX grad of grad, and each vs the
+        """Hessian-vector products: torch double backward vs JAX jvp of grad, and each vs the
         same product from autodiff of its reference forward."""
         case = self.case
         st = {
             "torch": self._stage("torch custom double backward", lambda: self._hvp("torch", case.torch_fn)),
-            "jax": self._stage("jax custom grad of grad", lambda: self._hvp("jax", case.jax_fn)),
+            "jax": self._stage("jax custom jvp of grad", lambda: self._hvp("jax", case.jax_fn)),
             "torch ref": self._stage("torch reference double backward", lambda: self._hvp("torch", case.torch_ref)),
-            "jax ref": self._stage("jax reference grad of grad", lambda: self._hvp("jax", case.jax_ref)),
+            "jax ref": self._stage("jax reference jvp of grad", lambda: self._hvp("jax", case.jax_ref)),
         }
         tol = self.tolerance("hvp")
         pairs = [

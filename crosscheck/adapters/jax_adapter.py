@@ -89,10 +89,10 @@ def _hvp_program(fn, idx: tuple[int, ...]):
             outs = _as_tuple(fn(*(a[i] for i in range(len(a)))))
             return sum(jnp.sum(o * c) for o, c in zip(outs, cts))
 
-        def grad_dot_v(p):
-            return sum(jnp.sum(g * v) for g, v in zip(jax.grad(loss)(p), vs))
-
-        return jax.grad(grad_dot_v)(primals)
+        # Forward over reverse: the tangent of `grad(loss)` along `vs` is `H vs`. It takes
+        # the custom bwd rule's derivative as grad of grad does, and traces in about half the
+        # time (gelu 0.04 s vs 0.58 s, multihead-attention 0.15 s vs 0.25 s).
+        return jax.jvp(jax.grad(loss), (primals,), (tuple(vs),))[1]
 
     return jax.jit(jax.vmap(per_trial))
 
@@ -142,11 +142,12 @@ class JaxAdapter:
         outs = jax.eval_shape(jax.vmap(lambda *a: _as_tuple(fn(*a))), *args)
         return [tuple(o.shape) for o in outs]
 
-    def from_numpy(self, a: np.ndarray, kind: str, dtype: str):
+    def from_numpy(self, a: np.ndarray, kind: str, dtype: str, batched: bool = True):
+        """An array on the device; `batched` (a leading trial axis) spreads it over devices."""
         if kind == "float":
             a = np.asarray(a, dtype=np.float64).astype(DTYPES[dtype])
         a = np.asarray(a)
-        return jax.device_put(a, self.placement(a.shape[0]) if a.ndim else self.device)
+        return jax.device_put(a, self.placement(a.shape[0]) if batched and a.ndim else self.device)
 
     @staticmethod
     def to_numpy(x) -> np.ndarray:
@@ -178,7 +179,7 @@ class JaxAdapter:
         )
 
     def hvp(self, fn, args: list, diff: list[bool], cts: list, vs: list):
-        """Hessian-vector products of `L = sum(ct * fn(args))` along `vs`, by grad of grad."""
+        """Hessian-vector products of `L = sum(ct * fn(args))` along `vs`: the JVP of its gradient."""
         idx = [i for i, d in enumerate(diff) if d]
         others = {i: a for i, (a, d) in enumerate(zip(args, diff)) if not d}
         hv = _hvp_program(fn, tuple(idx))(tuple(args[i] for i in idx), others, tuple(cts), tuple(vs))
@@ -187,13 +188,39 @@ class JaxAdapter:
             full[i] = self.to_numpy(h)
         return full
 
-    def module_grads(self, module, inputs: list, in_diff: list[bool], cts: list, keywords=None):
+    def build_module(self, factory, dtype: str, values: dict):
+        """`factory(dtype)` with `values` (`{nnx path: numpy array}`) loaded in `dtype`.
+
+        The module is built abstractly (`nnx.eval_shape`: no initialiser runs, and each eager
+        initialiser op would compile a program of its own) when `values` fill every variable;
+        otherwise (an RNG stream, statistics that training updates) it is built concretely,
+        inside one compiled call.
+        """
+        from flax import nnx
+
+        from ..convert._core import _nnx_set
+
+        jdtype = self.jax_dtype(dtype)
+        module = nnx.merge(*_abstract_module(factory, jdtype), copy=True)
+        for path, value in values.items():
+            _nnx_set(module, path, value, jdtype)
+        leaves = jax.tree_util.tree_leaves(nnx.state(module))
+        if any(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in leaves):
+            with jax.default_device(self.device):
+                module = _built(factory, jdtype)()
+            for path, value in values.items():
+                _nnx_set(module, path, value, jdtype)
+        return module
+
+    def module_grads(self, module, inputs: list, in_diff: list[bool], cts: list, keywords=None, key=None):
         """One trial through `module(*inputs)`, differentiated with respect to its `nnx.Param`s
         and the differentiable inputs, as `nnx.grad` does for a user; compiled, so that a
         second run takes the program from the persistent cache.
 
         Returns `(outs, input_grads {i: g}, param_grads {path: g}, meta, expected_meta)`;
         `meta` holds each raw gradient's `(shape, dtype)`, `expected_meta` each parameter's.
+        `key` names the module's structure (its factory and dtype): a GraphDef may hold
+        functions that compare unequal from one build to the next, which would trace anew.
         """
         from flax import nnx
 
@@ -201,6 +228,8 @@ class JaxAdapter:
 
         idx = tuple(i for i, d in enumerate(in_diff) if d)
         graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+        if key is not None:
+            graphdef = _GRAPHDEFS.setdefault(key, graphdef)
         keywords = tuple(keywords or [None] * len(inputs))
         outs, model_grads, input_grads = _module_program(graphdef, idx, keywords)(params, rest, tuple(inputs), tuple(cts))
         param_grads = flatten(nnx.to_pure_dict(model_grads))
@@ -240,30 +269,75 @@ def _module_program(graphdef, idx: tuple[int, ...], keywords: tuple[str | None, 
     return jax.jit(run)
 
 
+_GRAPHDEFS: dict = {}
+
+
+@functools.lru_cache(maxsize=None)
+def _abstract_module(factory, dtype):
+    """`(graphdef, state)` of `factory(dtype)` traced abstractly, once per factory and dtype."""
+    from flax import nnx
+
+    return nnx.split(nnx.eval_shape(lambda: factory(dtype)))
+
+
+@functools.lru_cache(maxsize=None)
+def _built(factory, dtype):
+    from flax import nnx
+
+    return nnx.jit(lambda: factory(dtype))
+
+
+def _is_array(x) -> bool:
+    return isinstance(x, (jax.Array, np.ndarray, jax.ShapeDtypeStruct))
+
+
+def _abstract(tree):
+    """`tree` with every array leaf replaced by its shape and dtype; other leaves kept."""
+    return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype) if _is_array(x) else x, tree)
+
+
+def _eval_abstract(fn, tree) -> None:
+    """Trace `fn(tree)` with the array leaves of `tree` abstract and the rest as they are:
+    the shapes and dtypes flow, nothing is compiled or run."""
+    leaves, structure = jax.tree_util.tree_flatten(tree)
+    arrays = [i for i, x in enumerate(leaves) if _is_array(x)]
+
+    def traced(*values):
+        full = list(leaves)
+        for i, v in zip(arrays, values):
+            full[i] = v
+        fn(jax.tree_util.tree_unflatten(structure, full))
+        return ()
+
+    jax.eval_shape(traced, *(jax.ShapeDtypeStruct(leaves[i].shape, leaves[i].dtype) for i in arrays))
+
+
 def record_custom_vjps(fn, args) -> list:
-    """Every `(custom_vjp, args)` that `fn(*args)` calls, with concrete arguments."""
+    """Every `(custom_vjp, args, kwargs)` that `fn(*args)` calls, with each array argument as
+    its shape and dtype: `fn` is traced abstractly, not run."""
     cls = jax.custom_vjp
     original = cls.__call__
     calls = []
 
     def recording(self, *a, **kw):
-        calls.append((self, a, kw))
+        calls.append((self, _abstract(a), kw))
         return original(self, *a, **kw)
 
     cls.__call__ = recording
     try:
-        fn(*args)
+        _eval_abstract(lambda a: fn(*a), tuple(args))
     finally:
         cls.__call__ = original
     return calls
 
 
-def bwd_contract(f, args, kwargs, rng: np.random.Generator) -> list[str]:
-    """Call a custom_vjp's `fwd` and `bwd` directly and list how they break the contract.
+def bwd_contract(f, args, kwargs) -> list[str]:
+    """Trace a custom_vjp's `fwd` and `bwd` on their own and list how they break the contract.
 
     Residuals must be arrays only (static values belong in `nondiff_argnums`, where jit keeps
     them static), and `bwd` must return one entry per differentiable argument, each `None` or
-    of that argument's exact shape and dtype.
+    of that argument's exact shape and dtype. Only shapes and dtypes matter here, so both are
+    traced abstractly (`jax.eval_shape`): nothing is compiled or run.
     """
     from ..diagnose import shape_hint
 
@@ -271,27 +345,34 @@ def bwd_contract(f, args, kwargs, rng: np.random.Generator) -> list[str]:
     if kwargs:
         return [f"{name} was called with keyword arguments {sorted(kwargs)}; call custom_vjp functions positionally"]
     nondiff = tuple(f.nondiff_argnums)
-    out, res = f.fwd(*args)
-    problems = [
-        f"{name} fwd residual of type {type(leaf).__name__} ({leaf!r}): residuals must be arrays; "
-        "pass static values through nondiff_argnums"
-        for leaf in jax.tree_util.tree_leaves(res)
-        if not isinstance(leaf, (jax.Array, np.ndarray))
-    ]
-    ct = jax.tree_util.tree_map(lambda o: jnp.asarray(rng.standard_normal(o.shape), o.dtype), out)
-    grads = f.bwd(*(args[i] for i in nondiff), res, ct)
     dyn = [a for i, a in enumerate(args) if i not in nondiff]
-    if not isinstance(grads, tuple) or len(grads) != len(dyn):
-        n = len(grads) if isinstance(grads, tuple) else f"a {type(grads).__name__}, not a tuple"
-        return problems + [f"{name} bwd returned {n} for {len(dyn)} differentiable arguments"]
-    for i, (a, g) in enumerate(zip(dyn, grads)):
-        if g is None or a is None or not jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating):
-            continue
-        leaves_a, leaves_g = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(g)
-        for la, lg in zip(leaves_a, leaves_g):
-            if tuple(lg.shape) != tuple(la.shape) or lg.dtype != la.dtype:
-                problems.append(f"{name} bwd gradient {i}: shape {tuple(lg.shape)} {lg.dtype}, argument has shape {tuple(la.shape)} {la.dtype}")
-                hint = shape_hint(tuple(la.shape), tuple(lg.shape))
-                if hint:
-                    problems.append(f"Hint: {hint}")
+    problems = []
+
+    def fwd_then_bwd(a):
+        out, res = f.fwd(*a)
+        problems.extend(
+            f"{name} fwd residual of type {type(leaf).__name__} ({leaf!r}): residuals must be arrays; "
+            "pass static values through nondiff_argnums"
+            for leaf in jax.tree_util.tree_leaves(res)
+            if not isinstance(leaf, (jax.Array, np.ndarray))
+        )
+        ct = jax.tree_util.tree_map(jnp.zeros_like, out)
+        grads = f.bwd(*(a[i] for i in nondiff), res, ct)
+        if not isinstance(grads, tuple) or len(grads) != len(dyn):
+            n = len(grads) if isinstance(grads, tuple) else f"a {type(grads).__name__}, not a tuple"
+            problems.append(f"{name} bwd returned {n} for {len(dyn)} differentiable arguments")
+            return
+        for i, (primal, g) in enumerate(zip(dyn, grads)):
+            if g is None or primal is None:
+                continue
+            for la, lg in zip(jax.tree_util.tree_leaves(primal), jax.tree_util.tree_leaves(g)):
+                if not _is_array(la) or not jnp.issubdtype(la.dtype, jnp.floating):
+                    continue
+                if tuple(lg.shape) != tuple(la.shape) or lg.dtype != la.dtype:
+                    problems.append(f"{name} bwd gradient {i}: shape {tuple(lg.shape)} {lg.dtype}, argument has shape {tuple(la.shape)} {la.dtype}")
+                    hint = shape_hint(tuple(la.shape), tuple(lg.shape))
+                    if hint:
+                        problems.append(f"Hint: {hint}")
+
+    _eval_abstract(fwd_then_bwd, tuple(args))
     return problems

@@ -45,9 +45,9 @@ class TorchAdapter:
         (axes stored in reverse order), as a transposed input would arrive."""
         if kind == "float":
             # Values are already rounded to `dtype`, so this cast is exact.
-            t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)).to(self.device, DTYPES[dtype])
+            t = torch.from_numpy(np.asarray(a, dtype=np.float64, order="C")).to(self.device, DTYPES[dtype])
         else:
-            t = torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+            t = torch.from_numpy(np.asarray(a, order="C")).to(self.device)
         if not contiguous:
             rev = tuple(reversed(range(t.ndim)))
             t = t.permute(rev).contiguous().permute(rev)

@@ -72,6 +72,7 @@ def param_map(torch_module) -> ParamMap:
 
 def _nnx_set(module, path: str, value, dtype=None) -> None:
     """Set the variable at `path`, cast to `dtype` (default: the variable's own dtype)."""
+    import jax
     import jax.numpy as jnp
 
     *parents, last = path.split(".")
@@ -84,7 +85,9 @@ def _nnx_set(module, path: str, value, dtype=None) -> None:
     old = var.get_value()
     if tuple(old.shape) != tuple(value.shape):
         raise ValueError(f"`{path}` has shape {tuple(old.shape)}, the torch weight gives {tuple(value.shape)}")
-    var.set_value(jnp.asarray(value, dtype=old.dtype if dtype is None else dtype))
+    # Cast in numpy and copy to the device: no JAX op runs (an eager op compiles a program).
+    target = jnp.dtype(old.dtype if dtype is None else dtype)
+    var.set_value(jax.device_put(np.asarray(value).astype(target)))
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
