@@ -163,7 +163,10 @@ def buckets(case: Case, n: int) -> list[tuple[str, Case]]:
 _REGISTRY: dict[str, Case] = {}
 
 
-def register(case: Case) -> Case:
+def register(case: Case, build: Callable[..., Case] | None = None, ranges: dict[str, Sequence[Any]] | None = None) -> Case:
+    """Add `case` to the registry; with `build` and `ranges`, as its `Shapes` (see there)."""
+    if build is not None:
+        case = case.replace(shapes=Shapes(build, ranges or {}))
     if case.name in _REGISTRY:
         raise ValueError(f"Case {case.name!r} is registered twice")
     names = [t.name for t in case.tensors]

@@ -82,3 +82,14 @@ def test_consistent_porting_errors_pass_gradcheck_but_not_the_harness(name):
         check_grads(mutant.fn, tuple(jnp.asarray(a) for a in args), order=2, modes=["rev"])
     (verdict,) = run_mutants([mutant])
     assert {"forward", "forward-reference"} <= set(verdict.failed_checks)
+
+
+def test_a_mutant_runs_only_at_the_declared_shapes():
+    """A mutant's function closes over its case's declared options; drawn buckets rebuild the
+    case with the correct functions, so they would report the unmutated layer as the mutant."""
+    from crosscheck.registry import buckets, get
+
+    mutant = next(m for m in MUTANTS if get(m.case).shapes is not None)
+    assert len(buckets(get(mutant.case), 3)) == 3
+    [(label, case)] = buckets(mutant.apply(), 3)
+    assert label == "" and case.selector == f"mutants --only {mutant.name}"

@@ -7,7 +7,7 @@ Every option is passed explicitly on both sides: the frameworks' defaults differ
 from __future__ import annotations
 
 from ..draw import away_from, normal
-from ..registry import Case, Shapes, Tensor, register
+from ..registry import Case, Tensor, register
 
 # Finite differences step about 6e-6; a margin of 0.1 also survives bfloat16 rounding.
 MARGIN = 0.1
@@ -76,7 +76,7 @@ def _register(name, shape, *args, **kwargs):
         return _case(name, (n0, n1, n2, n3)[:rank], *args, **kwargs)
 
     ranges = dict(rank=range(5), n0=range(1, 6), n1=range(1, 6), n2=range(1, 5), n3=range(1, 3))
-    register(_case(name, shape, *args, **kwargs).replace(shapes=Shapes(build, ranges)))
+    register(_case(name, shape, *args, **kwargs), build, ranges)
 
 
 def _simple(name, shape, torch_mod, cls, draw=normal()):

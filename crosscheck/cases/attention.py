@@ -13,7 +13,7 @@ import numpy as np
 from ..convert.attention import mha_param_map
 from ..draw import normal
 from ..layout import TRANSPOSE, permute
-from ..registry import Case, Shapes, Tensor, register
+from ..registry import Case, Tensor, register
 
 HEADS_LAST = permute(0, 2, 1, 3)
 
@@ -129,7 +129,7 @@ def _sdpa(name, q_shape, s_len, mask=None, description="", **options):
 
     ranges = dict(n=range(1, 3), heads=range(1, 4), q_len=range(1, 6), k_len=range(1, 7), head_dim=range(1, 6))
     case = _sdpa_case(name, q_shape, s_len, mask=mask, description=description, **options)
-    register(case.replace(shapes=Shapes(build, ranges)))
+    register(case, build, ranges)
 
 
 # L != S and E != L everywhere; a size-1 dim in each, where a missing broadcast sum would hide.
@@ -285,7 +285,7 @@ def _mha(name, n, L, s_len, embed_dim, num_heads, description="", **options):
 
     ranges = dict(n=range(1, 4), q_len=range(1, 5), k_len=range(1, 6), heads_dim=HEADS)
     case = _mha_case(name, n, L, s_len, embed_dim, num_heads, description=description, **options)
-    register(case.replace(shapes=Shapes(build, ranges)))
+    register(case, build, ranges)
 
 
 _mha(

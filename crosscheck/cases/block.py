@@ -4,7 +4,7 @@ checked as one function against the same chain of standard ops."""
 from __future__ import annotations
 
 from ..layout import IDENTITY, TRANSPOSE, permute
-from ..registry import Case, Shapes, Tensor, register
+from ..registry import Case, Tensor, register
 
 NCHW_NHWC = permute(0, 2, 3, 1)
 OIHW_HWIO = permute(2, 3, 1, 0)
@@ -83,7 +83,7 @@ def _mlp_bucket(leading, batch, d_model, d_hidden):
 # Buckets: 0..2 batch dims, any hidden width, d_model from 5: the LayerNorm's variance is
 # ill-conditioned over fewer elements (cases/norm.py).
 MLP_RANGES = dict(leading=range(3), batch=range(1, 4), d_model=range(5, 9), d_hidden=range(1, 9))
-register(_mlp_case((3, 1), D_MODEL, D_HIDDEN).replace(shapes=Shapes(_mlp_bucket, MLP_RANGES)))
+register(_mlp_case((3, 1), D_MODEL, D_HIDDEN), _mlp_bucket, MLP_RANGES)
 
 C_IN, C_OUT, GROUPS = 3, 4, 2
 
@@ -164,4 +164,4 @@ CNN_RANGES = dict(n=range(1, 3), c_in=range(1, 4), groups=range(1, 3), per_group
                   height=range(3, 7), width=range(3, 8))
 # Odd height: the 2x2 pool drops the last row, whose gradient must come back zero.
 # A 3x2 kernel and a (5, 7) input: no square spatial shape for a swap to hide in.
-register(_cnn_case((2, C_IN, 5, 7), C_OUT, GROUPS).replace(shapes=Shapes(_cnn_bucket, CNN_RANGES)))
+register(_cnn_case((2, C_IN, 5, 7), C_OUT, GROUPS), _cnn_bucket, CNN_RANGES)

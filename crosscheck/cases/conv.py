@@ -19,7 +19,7 @@ from ..convert.conv import (
     conv_transpose_padding,
 )
 from ..layout import permute
-from ..registry import Case, Shapes, Tensor, register
+from ..registry import Case, Tensor, register
 
 # Per case, the static arguments after `(input, weight, bias)` of the torch functional and of
 # the JAX function; mutants rebuild the same calls from them.
@@ -234,13 +234,13 @@ def _register(make, name, x_shape, w_shape, *, narrow=None, **options):
         ranges.update(in_channels=(1, 2, 3), out_channels=(1, 2), size=_grid((1, 2, 3), n),
                       output_padding=_grid((0, 1, 2), n))
     ranges.update(narrow or {})
-    register(make(name, x_shape, w_shape, **options).replace(shapes=Shapes(build, ranges)))
+    register(make(name, x_shape, w_shape, **options), build, ranges)
 
 
 # Odd sizes, non-square kernels, a size-1 dim in each: a transposed or flipped kernel gradient,
 # a dropped trailing row or a missing sum hides in symmetric shapes.
 _register(_conv_case, "conv2d", (2, 3, 7, 5), (4, 3, 3, 2), stride=2, padding=1)
-_register(_conv_case, "conv2d-same-dilation2", (1, 2, 6, 5), (3, 2, 3, 3), padding="same", dilation=2,
+_register(_conv_case, "conv2d-same-dilation2", (1, 2, 6, 5), (3, 2, 3, 2), padding="same", dilation=2,
           narrow=dict(padding=("same",), dilation=(2,), stride=(1,)))
 _register(_conv_case, "conv2d-groups2", (2, 4, 5, 6), (6, 2, 3, 1), stride=(1, 2), padding=(1, 0), groups=2,
           narrow=dict(groups=(2,)))
@@ -252,7 +252,7 @@ _register(_conv_case, "conv1d", (2, 3, 9), (4, 3, 3), stride=2, padding=2)
 # An even kernel under "same": torch and Flax both put the odd padding pixel high.
 _register(_conv_case, "conv1d-same-groups2", (1, 4, 7), (2, 2, 4), padding="same", groups=2,
           narrow=dict(padding=("same",), groups=(2,), stride=(1,)))
-_register(_conv_transpose_case, "conv_transpose2d", (2, 3, 4, 3), (3, 2, 3, 3), stride=2, padding=1, output_padding=1)
+_register(_conv_transpose_case, "conv_transpose2d", (2, 3, 4, 3), (3, 2, 3, 2), stride=2, padding=1, output_padding=1)
 _register(_conv_transpose_case, "conv_transpose2d-dilation2-nobias", (1, 2, 3, 4), (2, 3, 2, 3), stride=(1, 2),
           padding=(0, 1), output_padding=(0, 1), dilation=2, bias=False, narrow=dict(dilation=(2,)))
 _register(_conv_transpose_case, "conv_transpose2d-stride3", (2, 1, 3, 2), (1, 4, 2, 3), stride=3, padding=1,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import itertools
 
-from ..registry import Case, Shapes, Tensor, register
+from ..registry import Case, Tensor, register
 
 
 def _keep(p):
@@ -75,7 +75,7 @@ def _register(name, shape, p, mask_shape=None, mask_kind="bool"):
         return _case(name, shape, p, tuple(1 if i in shared else n for i, n in enumerate(shape)), mask_kind)
 
     ranges = dict(rank=range(max(shared, default=-1) + 1, 4), sizes=tuple(itertools.product((1, 2, 3, 5), repeat=3)))
-    register(_case(name, shape, p, mask_shape, mask_kind).replace(shapes=Shapes(build, ranges)))
+    register(_case(name, shape, p, mask_shape, mask_kind), build, ranges)
 
 
 # p = 0.25: a scale of 4/3 is inexact in binary, so a wrong or missing scale shows.

@@ -18,7 +18,7 @@ import itertools
 
 import numpy as np
 
-from ..registry import Case, Shapes, Tensor, register
+from ..registry import Case, Tensor, register
 
 
 def _indices(num_embeddings: int, padding_idx: int | None):
@@ -131,7 +131,7 @@ def _register(name, index_shape, num_embeddings, dim, padding_idx=None, ranks=ra
     smallest = 1 if padding_idx is None else max(padding_idx + 1, -padding_idx)
     ranges = dict(rank=ranks, sizes=tuple(itertools.product(range(1, 5), repeat=3)),
                   num_embeddings=range(smallest, 9), dim=range(1, 5))
-    register(_case(name, index_shape, num_embeddings, dim, padding_idx).replace(shapes=Shapes(build, ranges)))
+    register(_case(name, index_shape, num_embeddings, dim, padding_idx), build, ranges)
 
 
 _register("embedding", (2, 1, 8), 5, 3)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..layout import TRANSPOSE
-from ..registry import Case, Shapes, Tensor, register
+from ..registry import Case, Tensor, register
 
 
 def torch_fn(x, weight, bias=None):
@@ -82,7 +82,7 @@ def _register(name, batch, in_features, out_features, bias=True, noncontiguous=F
         return _case(name, tuple(batch + i for i in range(leading)), in_features, out_features, bias, noncontiguous)
 
     ranges = dict(leading=range(3), batch=range(1, 4), in_features=range(1, 9), out_features=range(1, 9))
-    register(_case(name, batch, in_features, out_features, bias, noncontiguous).replace(shapes=Shapes(build, ranges)))
+    register(_case(name, batch, in_features, out_features, bias, noncontiguous), build, ranges)
 
 
 # Two leading batch dims, one of size 1: a bias gradient that forgets to sum hides there.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..layout import IDENTITY, permute
-from ..registry import Case, Shapes, Tensor, register
+from ..registry import Case, Tensor, register
 
 CLASS_WEIGHTS = (0.5, 1.25, 2.0, 0.75, 1.5)
 
@@ -171,7 +171,7 @@ def _register(make, name, shape, ranks, **options):
         return make(name, tuple(sizes), **options)
 
     ranges = dict(rank=ranks, n0=range(1, 6), n1=range(1, 6), n2=range(1, 5), n3=range(1, 3))
-    register(make(name, shape, **options).replace(shapes=Shapes(build, ranges)))
+    register(make(name, shape, **options), build, ranges)
 
 
 # Cross entropy takes logits (C,), (N, C) and (N, C, d1, ...): ranks 1..4; MSE any rank.

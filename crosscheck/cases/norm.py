@@ -14,7 +14,7 @@ import math
 from .. import draw
 from ..convert.norm import BATCH_NORM, flat
 from ..layout import IDENTITY, permute
-from ..registry import Case, Shapes, Tensor, register
+from ..registry import Case, Tensor, register
 
 # torch (N, C, *spatial) -> JAX (N, *spatial, C), by rank.
 CHANNELS_LAST = {3: permute(0, 2, 1), 4: permute(0, 2, 3, 1)}
@@ -272,10 +272,6 @@ def _batch_norm_case(name, in_shape, eps=1e-5, affine=True, running=False, modul
 SIZES, VAR, MEAN_SQUARE = range(1, 4), range(5, 8), range(2, 8)
 
 
-def _with_shapes(case, build, **ranges):
-    register(case.replace(shapes=Shapes(build, ranges)))
-
-
 def _over_last(factory, last, name, batch, shape, **options):
     """LayerNorm / RMSNorm: 0..2 batch dims, and a normalized shape of the declared rank whose
     last dim draws from `last`."""
@@ -285,7 +281,7 @@ def _over_last(factory, last, name, batch, shape, **options):
         return factory(name, tuple(batch + i for i in range(leading)), norm, **options)
 
     first = {"first": SIZES} if len(shape) == 2 else {}
-    _with_shapes(factory(name, batch, shape, **options), build, leading=range(3), batch=SIZES, **first, last=last)
+    register(factory(name, batch, shape, **options), build, dict(leading=range(3), batch=SIZES, **first, last=last))
 
 
 def _group_norm(name, in_shape, groups, **options):
@@ -298,8 +294,8 @@ def _group_norm(name, in_shape, groups, **options):
 
     per_group = (1,) if in_shape[1] == groups else range(1, 3)
     first = {"first": SIZES} if len(in_shape) == 4 else {}
-    _with_shapes(_group_norm_case(name, in_shape, groups, **options), build,
-                 n=range(1, 3), groups=SIZES, per_group=per_group, **first, last=VAR)
+    ranges = dict(n=range(1, 3), groups=SIZES, per_group=per_group, **first, last=VAR)
+    register(_group_norm_case(name, in_shape, groups, **options), build, ranges)
 
 
 def _batch_norm(name, in_shape, **options):
@@ -312,7 +308,7 @@ def _batch_norm(name, in_shape, **options):
         return _batch_norm_case(name, tuple(d[k] for k in dims), **options)
 
     ranges = {k: VAR if k == stat else range(1, 5) if k == "c" else SIZES for k in dims}
-    _with_shapes(_batch_norm_case(name, in_shape, **options), build, **ranges)
+    register(_batch_norm_case(name, in_shape, **options), build, ranges)
 
 
 _layer_norm = functools.partial(_over_last, _layer_norm_case, VAR)

@@ -10,7 +10,7 @@ import itertools
 import numpy as np
 
 from ..layout import permute
-from ..registry import Case, Shapes, Tensor, register
+from ..registry import Case, Tensor, register
 
 # Per case, the static arguments after the input of the torch functional and of the JAX
 # function's argument resolver (`_pool_call`); mutants rebuild the same calls from them.
@@ -185,7 +185,7 @@ def _register(make, name, x_shape, kernel_size, *, narrow=None, **options):
                   stride=(None, *_grid(1, 2, 3)), padding=_grid(0, 1))
     ranges.update(dict(dilation=_grid(1, 2)) if make is _max_pool_case else dict(count_include_pad=(True, False)))
     ranges.update(narrow or {})
-    register(make(name, x_shape, kernel_size, **options).replace(shapes=Shapes(build, ranges)))
+    register(make(name, x_shape, kernel_size, **options), build, ranges)
 
 
 # Overlapping windows (stride < window) make inputs win, or share, several windows; padding

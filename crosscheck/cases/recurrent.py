@@ -11,7 +11,7 @@ import math
 
 from .. import draw
 from ..layout import TRANSPOSE
-from ..registry import Case, Shapes, Tensor, register
+from ..registry import Case, Tensor, register
 
 # Weights of the size a trained cell has: gates stay off their flat, saturated tails, where a
 # wrong gradient would hide under a tiny derivative.
@@ -228,7 +228,7 @@ def _register(factory, name, batch, in_features, hidden, bias=True):
     def build(sizes):
         return factory(name, *sizes, bias)
 
-    register(factory(name, batch, in_features, hidden, bias).replace(shapes=Shapes(build, {"sizes": SIZES})))
+    register(factory(name, batch, in_features, hidden, bias), build, {"sizes": SIZES})
 
 
 # H != in everywhere; a batch of 1 and an input of width 1 are where a missing sum or a

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..registry import Case, Shapes, Tensor, register
+from ..registry import Case, Tensor, register
 
 
 def _reshape_case(name, in_shape, shape):
@@ -164,7 +164,7 @@ def _register(make, name, in_shape, option, ranks, noncontiguous=False):
 
     ranges = dict(rank=ranks, n0=range(1, 6), n1=range(1, 6), n2=range(1, 5), n3=range(1, 3), lead=range(1, 7),
                   negative=(False, True))
-    register(make(name, in_shape, option).replace(noncontiguous=noncontiguous, shapes=Shapes(build, ranges)))
+    register(make(name, in_shape, option).replace(noncontiguous=noncontiguous), build, ranges)
 
 
 _register(_reshape_case, "reshape", (2, 3, 4), (4, -1, 1), ranks=range(5))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..draw import normal
-from ..registry import Case, Shapes, Tensor, register
+from ..registry import Case, Tensor, register
 
 
 def _case(name, fn_name, cls, shape, dim):
@@ -64,7 +64,7 @@ def _register(name, fn_name, cls, shape, dim):
 
     ranks = range(dim + 1 if dim >= 0 else -dim, 5)
     ranges = dict(rank=ranks, n0=range(1, 6), n1=range(1, 6), n2=range(1, 5), n3=range(1, 3), negative=(False, True))
-    register(_case(name, fn_name, cls, shape, dim).replace(shapes=Shapes(build, ranges)))
+    register(_case(name, fn_name, cls, shape, dim), build, ranges)
 
 
 _register("softmax", "softmax", "Softmax", (4, 1, 6), -1)

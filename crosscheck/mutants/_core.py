@@ -35,9 +35,15 @@ class Mutant:
     description: str
 
     def apply(self) -> Case:
+        """The case with the bug planted, at its declared shapes only.
+
+        `fn` closes over the declared case's options (stride, padding, ...), while a shape
+        bucket is rebuilt from `Shapes.build` with other options and the unmutated functions:
+        keeping the buckets would run the correct layer under the mutant's name.
+        """
         case = get(self.case)
         field = {"torch": "torch_fn", "jax": "jax_fn"}[self.side]
-        return case.replace(**{field: self.fn}, selector=f"mutants --only {self.name}")
+        return case.replace(**{field: self.fn}, selector=f"mutants --only {self.name}", shapes=None)
 
 
 _MUTANTS: dict[str, Mutant] = {}
