@@ -184,7 +184,22 @@ def format_table(result) -> str:
         c = result["cli"]
         lines.append(f"whole CLI, {result['trials']} trials, all dtypes, declared shapes: cold {c['cold']:.1f} s (exit {c['cold_exit']}), "
                      f"warm {c['warm']:.1f} s (exit {c['warm_exit']})")
+    lines += ["", "targets (all cases, four dtypes, 8 trials, on 2 CPU cores):", *targets(result, total)]
     return "\n".join(lines)
+
+
+def targets(result, total) -> list[str]:
+    """Each target, what this run measured, and whether it holds."""
+    rows = []
+    if "cli" in result:
+        c = result["cli"]
+        rows.append(("whole CLI cold (empty compilation cache)", c["cold"], 60.0, "s"))
+        rows.append(("whole CLI warm (compilation cache filled)", c["warm"], 20.0, "s"))
+    if total["frameworks"] > 0:
+        rows.append(("harness share of the frameworks' time", 100 * total["harness"] / total["frameworks"], 30.0, "%"))
+    for name, curve in result["trials_curve"].items():
+        rows.append((f"1024 trials / 1 trial ({name})", curve[1024] / curve[1], 1024 / 8, "x"))
+    return [f"  {'holds' if v < limit else 'MISSED'}: {label}: {v:.3g} {unit} (target < {limit:g} {unit})" for label, v, limit, unit in rows]
 
 
 def write_chart(result, path) -> None:
