@@ -151,8 +151,8 @@ class CaseRun:
             if not parts:
                 # From torch's reference on one trial: eager torch costs a millisecond, where
                 # tracing JAX's for shapes alone cost about 25 ms per case.
-                one = [self.torch.from_numpy(data[t.name][:1], t.kind, "float64") for t in case.tensors]
-                self.out_shapes = [o.shape[1:] for o in self.torch.forward(case.torch_ref, one)]
+                one = [self.torch.from_numpy(data[t.name][0], t.kind, "float64") for t in case.tensors]
+                self.out_shapes = self.torch.output_shapes(case.torch_ref, one)
             cts = [round_to(rng.standard_normal((k, *s)), self.dtype) for s in self.out_shapes]
             direction = {t.name: rng.standard_normal((k, *t.shape)) for t in diff}
             norm = np.sqrt(sum(np.sum(v.reshape(k, -1) ** 2, axis=1) for v in direction.values()))

@@ -69,6 +69,13 @@ class TorchAdapter:
             outs = torch.func.vmap(lambda *a: _as_tuple(fn(*a)))(*args)
         return tuple(self.to_numpy(o) for o in outs)
 
+    @staticmethod
+    def output_shapes(fn, args: list) -> list[tuple[int, ...]]:
+        """Shapes of `fn`'s outputs on one trial, run eagerly: not under `vmap`, which some
+        references cannot take (a weighted cross entropy calls `masked_select`)."""
+        with torch.no_grad():
+            return [tuple(o.shape) for o in _as_tuple(fn(*args))]
+
     def vjp(self, fn, args: list, diff: list[bool], cts: list):
         """Outputs and VJPs of `fn` over trials; grads are None where `diff` is False.
 
