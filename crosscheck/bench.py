@@ -1,8 +1,8 @@
 """`nox -s bench` / `python -m crosscheck.bench`: what the crosscheck costs, next to what users
 would otherwise run on the same layer and shapes.
 
-Per case (float64): the crosscheck's first run (compiling) and second run (compiled), against
-`torch.autograd.gradcheck` (slow and fast mode), `gradgradcheck`, and
+Per case: the crosscheck's first run (compiling) and second run (compiled) in each dtype, and in
+float64 against `torch.autograd.gradcheck` (slow and fast mode), `gradgradcheck`, and
 `jax.test_util.check_grads(order=1 and 2, modes=["rev"])`, all timed in this one process. Then
 the harness's own share of a run, how time grows with trials and input size, and the whole
 CLI cold and warm in fresh processes. Ratios compare numbers from this one run only.
@@ -127,18 +127,32 @@ def main(argv=None) -> int:
     p.add_argument("--trials", type=int, default=8)
     p.add_argument("--out", default="reports", help="folder for bench.json and bench.png")
     p.add_argument("--skip-cli", action="store_true", help="skip the cold/warm CLI runs")
+    p.add_argument("--dtype", action="append", help="dtypes for the crosscheck's own times (repeatable; default: "
+                   "all four); the baselines run in float64, which gradcheck needs")
     args = p.parse_args(argv)
 
     from . import adapters, registry
     from .precision import full_precision
+    from .session import UsageError, check_dtypes
 
     torch_side, jax_side = adapters.get("torch"), adapters.get("jax")
     cases = registry.select(args.layer)
-    result = {"trials": args.trials, "cases": {}, "trials_curve": {}, "size_curve": {}}
+    try:
+        dtypes = check_dtypes(args.dtype)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    result = {"trials": args.trials, "cases": {}, "trials_curve": {}, "size_curve": {}, "dtypes": dtypes}
     with full_precision():
         for case in cases:
             row = crosscheck_times(case, "float64", args.trials, torch_side, jax_side)
             row.update(baselines(case, torch_side, jax_side))
+            row["by_dtype"] = {
+                d: row if d == "float64" else crosscheck_times(case, d, args.trials, torch_side, jax_side)
+                for d in dtypes
+                if d in case.dtypes
+            }
+            row["by_dtype"] = {d: {k: r[k] for k in ("compile_and_run", "run")} for d, r in row["by_dtype"].items()}
             result["cases"][case.name] = row
             print(f"{case.name:<28} crosscheck {_fmt(row['run'])} s (first {_fmt(row['compile_and_run'])} s)  "
                   f"gradcheck {_fmt(row['gradcheck'])}  fast {_fmt(row['gradcheck_fast'])}  "
@@ -176,17 +190,22 @@ def _ratio(a, b):
 
 def format_table(result) -> str:
     """Ratios of each baseline to one crosscheck run (all checks, all trials), per case."""
-    head = ("case", "crosscheck s", "first run s", "harness %", "gradcheck x", "fast x", "gradgrad x", "check_grads1 x", "check_grads2 x")
+    others = [d for d in result.get("dtypes", []) if d != "float64"]
+    head = ("case", "crosscheck s", "first run s", "harness %", "gradcheck x", "fast x", "gradgrad x", "check_grads1 x",
+            "check_grads2 x", *(f"{d} s" for d in others))
     rows = []
     for name, r in result["cases"].items():
+        by_dtype = r.get("by_dtype", {})
         rows.append((
             name, _fmt(r["run"]), _fmt(r["compile_and_run"]), _fmt(100 * r["harness"] / r["frameworks"]),
             *(_fmt(_ratio(r[k], r["run"])) for k in ("gradcheck", "gradcheck_fast", "gradgradcheck", "check_grads_1", "check_grads_2")),
+            *(_fmt(by_dtype[d]["run"]) if d in by_dtype else "-" for d in others),
         ))
     widths = [max(len(x) for x in col) for col in zip(head, *rows)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     lines = [line(head), line(["-" * w for w in widths]), *map(line, rows)]
     total = {k: sum(r[k] or 0 for r in result["cases"].values()) for k in ("run", "frameworks", "harness", "gradcheck", "gradgradcheck", "check_grads_2")}
+    lines += ["", *dtype_lines(result)]
     lines += ["", f"all cases, float64, {result['trials']} trials: crosscheck {total['run']:.1f} s; "
               f"gradcheck {total['gradcheck']:.1f} s, gradgradcheck {total['gradgradcheck']:.1f} s, "
               f"check_grads(order=2) {total['check_grads_2']:.1f} s; harness share "
@@ -203,6 +222,17 @@ def format_table(result) -> str:
                      f"warm {c['warm']:.1f} s (exit {c['warm_exit']})")
     lines += ["", "targets (all cases, four dtypes, 8 trials, on 2 CPU cores):", *targets(result, total)]
     return "\n".join(lines)
+
+
+def dtype_lines(result) -> list[str]:
+    """The crosscheck's own time per dtype, summed over cases: compiled run and first run."""
+    lines = [f"crosscheck per dtype, all cases, {result['trials']} trials (compiled run / first run):"]
+    for d in result.get("dtypes", ["float64"]):
+        rows = [r["by_dtype"][d] for r in result["cases"].values() if d in r.get("by_dtype", {})]
+        if rows:
+            run, first = sum(r["run"] for r in rows), sum(r["compile_and_run"] for r in rows)
+            lines.append(f"  {d}: {run:.1f} s / {first:.1f} s over {len(rows)} cases")
+    return lines
 
 
 def targets(result, total) -> list[str]:
