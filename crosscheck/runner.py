@@ -387,7 +387,7 @@ class CaseRun:
             self.verdict("grad-contract", "all gradients", "torch Function.backward", out.value)
 
         def jax_contract():
-            from .adapters.jax_adapter import bwd_contract, record_custom_vjps
+            from .adapters.jax_contract import bwd_contract, record_custom_vjps
 
             calls = record_custom_vjps(self.case.jax_fn, self._args("jax", trial=0))
             if not calls:
