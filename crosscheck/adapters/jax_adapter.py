@@ -63,29 +63,31 @@ def _as_tuple(out):
     return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
 
-# One jitted program per (function, differentiable positions): repeated runs of a case (other
-# dtypes trace anew inside jit, other trials counts too) never rebuild the Python wrapper, and
-# jit's own cache skips tracing when shapes and dtypes repeat.
 # Backend optimisations stay off for the usual few trials, and come back on for many: a conv
 # over 256 trials, vmapped with a kernel per trial, ran its VJPs in 4.6 s at level 0 and in
 # 0.09 s at level 2 (1024 trials: 224 s against one trial's 0.05 s). Not where the user set it.
 MANY_TRIALS = 64
 
 
-def _jit(f, trials: int):
-    if _OWN_LEVEL and trials >= MANY_TRIALS:
+def _jit(f, many: bool):
+    """`jax.jit(f)`, at backend optimisation level 2 for `many` trials (unless set by the user)."""
+    if many and _OWN_LEVEL:
         return jax.jit(f, compiler_options={"xla_backend_optimization_level": 2})
     return jax.jit(f)
 
 
 def _many(args) -> bool:
+    """Whether `args` (trial axis first) hold MANY_TRIALS or more trials."""
     leaves = [x for x in jax.tree_util.tree_leaves(args) if getattr(x, "ndim", 0)]
     return bool(leaves) and leaves[0].shape[0] >= MANY_TRIALS
 
 
+# One jitted program per (function, differentiable positions): repeated runs of a case (other
+# dtypes trace anew inside jit, other trials counts too) never rebuild the Python wrapper, and
+# jit's own cache skips tracing when shapes and dtypes repeat.
 @functools.lru_cache(maxsize=None)
 def _forward_program(fn, many: bool = False):
-    return _jit(jax.vmap(lambda *a: _as_tuple(fn(*a))), MANY_TRIALS if many else 1)
+    return _jit(jax.vmap(lambda *a: _as_tuple(fn(*a))), many)
 
 
 @functools.lru_cache(maxsize=None)
@@ -98,7 +100,7 @@ def _vjp_program(fn, idx: tuple[int, ...], many: bool = False):
         out, vjp_fn = jax.vjp(f, *primals)
         return out, vjp_fn(tuple(cts))
 
-    return _jit(jax.vmap(per_trial), MANY_TRIALS if many else 1)
+    return _jit(jax.vmap(per_trial), many)
 
 
 @functools.lru_cache(maxsize=None)
@@ -114,7 +116,7 @@ def _hvp_program(fn, idx: tuple[int, ...], many: bool = False):
         # time (gelu 0.04 s vs 0.58 s, multihead-attention 0.15 s vs 0.25 s).
         return jax.jvp(jax.grad(loss), (primals,), (tuple(vs),))[1]
 
-    return _jit(jax.vmap(per_trial), MANY_TRIALS if many else 1)
+    return _jit(jax.vmap(per_trial), many)
 
 
 @functools.lru_cache(maxsize=None)
