@@ -38,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", metavar="PATH", help="write the summary table as Markdown")
     p.add_argument("--plot", metavar="PATH", help="write a PNG of the worst error/tolerance per case and dtype")
     p.add_argument("--shard", metavar="I/N", help="run only shard I of N (0-based) of the cases, e.g. 0/4")
+    p.add_argument(
+        "--no-program-cache",
+        action="store_true",
+        help="trace every JAX program anew instead of loading those kept from earlier runs",
+    )
     p.add_argument("--list", action="store_true", help="list the cases and exit")
     return p
 
@@ -174,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         seed = _seed_range(args.seeds) if args.seeds else args.seed
         shard = _shard(args.shard) if args.shard else None
         report = run(args.layer, args.dtype, args.device, args.trials, seed, command=command.strip(),
-                     shard=shard, progress=_Progress.maybe(), shapes=args.shapes)
+                     shard=shard, progress=_Progress.maybe(), shapes=args.shapes,
+                     program_cache=not args.no_program_cache)
     except UsageError as e:
         print(f"crosscheck: error: {e}", file=sys.stderr)
         return 2

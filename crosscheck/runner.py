@@ -197,10 +197,17 @@ class CaseRun:
             return [self.jax.from_numpy(lay.to_jax(c), "float", dtype or self.dtype) for lay, c in zip(lays, cts)]
         return [self.jax.from_numpy(lay.to_jax(c[None])[0], "float", dtype or self.dtype, batched=False) for lay, c in zip(lays, cts)]
 
+    def _named(self, side, fn) -> dict:
+        """The JAX program's name for the program cache: the case, its shape bucket and which
+        of the case's functions runs. (Both sides take the same arguments otherwise.)"""
+        roles = {"custom": self.case.jax_fn, "reference": self.case.jax_ref, "module": self.case.jax_module}
+        role = next((r for r, f in roles.items() if f is fn), None)
+        return {} if side == "torch" or role is None else {"name": f"{self.case.name} [{self.shape}] {role}"}
+
     def _vjp(self, side, fn, dtype=None):
         adapter = self.torch if side == "torch" else self.jax
         diff = [t.differentiable for t in self.case.tensors]
-        outs, grads, meta = adapter.vjp(fn, self._args(side, dtype), diff, self._cts(side, dtype))
+        outs, grads, meta = adapter.vjp(fn, self._args(side, dtype), diff, self._cts(side, dtype), **self._named(side, fn))
         if side == "jax":  # back to torch's layout, where all comparisons happen
             outs = tuple(lay.from_jax(o) for lay, o in zip(self._out_layouts(len(outs)), outs))
             grads = [None if g is None else t.layout.from_jax(g) for t, g in zip(self.case.tensors, grads)]
@@ -208,7 +215,7 @@ class CaseRun:
 
     def _forward(self, side, fn, shift=None):
         adapter = self.torch if side == "torch" else self.jax
-        outs = adapter.forward(fn, self._args(side, shift=shift))
+        outs = adapter.forward(fn, self._args(side, shift=shift), **self._named(side, fn))
         if side == "jax":
             outs = tuple(lay.from_jax(o) for lay, o in zip(self._out_layouts(len(outs)), outs))
         return outs
@@ -216,6 +223,7 @@ class CaseRun:
     # -- the run -------------------------------------------------------------------------
     def run(self) -> list[CheckResult]:
         case = self.case
+        self.jax.new_case()
         drawn = self._stage("drawing inputs", self.draw)
         if drawn.error:
             self.error("setup", "-", "inputs", drawn.error)
@@ -279,7 +287,7 @@ class CaseRun:
         # float32 whatever the module's dtype, which would round float64 running statistics.
         module = self.jax.build_module(case.jax_module, self.dtype, pmap.to_nnx(torch_layout))
         outs, in_grads, p_grads, meta, expected = self.jax.module_grads(
-            module, xs, in_diff, cts, keywords, key=(case.jax_module, self.dtype)
+            module, xs, in_diff, cts, keywords, key=(case.jax_module, self.dtype), **self._named(side, case.jax_module)
         )
         outs = tuple(lay.from_jax(o[None]) for lay, o in zip(self._out_layouts(len(outs)), outs))
         p_torch = (pmap.grads_to_torch or pmap.to_torch)(p_grads)
@@ -389,10 +397,11 @@ class CaseRun:
         def jax_contract():
             from .adapters.jax_contract import bwd_contract, record_custom_vjps
 
-            calls = record_custom_vjps(self.case.jax_fn, self._args("jax", trial=0))
-            if not calls:
-                return ["no jax.custom_vjp was called by the custom forward"]
-            return [p for f, a, kw in calls for p in bwd_contract(f, a, kw)]
+            with self.jax.watch():
+                calls = record_custom_vjps(self.case.jax_fn, self._args("jax", trial=0))
+                if not calls:
+                    return ["no jax.custom_vjp was called by the custom forward"]
+                return [p for f, a, kw in calls for p in bwd_contract(f, a, kw)]
 
         out = self._stage("jax custom_vjp fwd/bwd", jax_contract)
         if out.error:
@@ -438,7 +447,7 @@ class CaseRun:
         else:
             by_name = {t.name: t for t in self.case.tensors}
             vs = [self._jax_array(by_name[n], self.direction[n]) for n in names]
-        hv = adapter.hvp(fn, self._args(side), diff, self._cts(side), vs)
+        hv = adapter.hvp(fn, self._args(side), diff, self._cts(side), vs, **self._named(side, fn))
         if side == "jax":
             hv = [None if h is None else t.layout.from_jax(h) for t, h in zip(self.case.tensors, hv)]
         return hv

@@ -120,11 +120,14 @@ def run(
     shard: tuple[int, int] | None = None,
     progress=None,
     shapes: int = 1,
+    program_cache: bool = False,
 ) -> Report:
     """Run every check of the selected cases; `cases` (Case objects) overrides `layers`.
 
     `seed` may be a range of seeds (a soak): they run batched, as `trials x len(seeds)` trials.
     `shapes` is the number of shape buckets per case (`registry.buckets`), each with `trials`.
+    `program_cache` keeps compiled JAX programs between runs (`JaxAdapter.use_programs`); it
+    applies only to registered cases (not to `cases` given here), which no one has replaced.
     """
     if trials < 1:
         raise UsageError(f"`--trials` (={trials}) must be at least 1")
@@ -148,6 +151,7 @@ def run(
     device = resolve_device(device, torch, jax)
     torch.set_device(device)
     jax.set_device(device)
+    jax.use_programs(program_cache and cases is None)
     from .precision import full_precision
 
     results: list[CheckResult] = []

@@ -32,13 +32,17 @@ import jax  # noqa: E402
 jax.config.update("jax_enable_x64", True)
 
 
+def _cache_folder() -> str:
+    return os.environ.get("CROSSCHECK_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "crosscheck", "jax"))
+
+
 def _persistent_cache() -> None:
     """Keep compiled programs on disk, so a second run skips XLA compilation.
 
     `CROSSCHECK_JAX_CACHE` names the folder (default `~/.cache/crosscheck/jax`); set it empty
     to turn the cache off. A folder already set by the user (`jax_compilation_cache_dir`) wins.
     """
-    folder = os.environ.get("CROSSCHECK_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "crosscheck", "jax"))
+    folder = _cache_folder()
     if not folder or jax.config.jax_compilation_cache_dir:
         return
     jax.config.update("jax_compilation_cache_dir", folder)
@@ -48,6 +52,7 @@ def _persistent_cache() -> None:
 
 _persistent_cache()
 
+import contextlib  # noqa: E402
 import functools  # noqa: E402
 
 from . import call  # noqa: E402
@@ -148,10 +153,43 @@ class JaxAdapter:
     def __init__(self):
         self.set_device("cpu")
         self.case_runs = 0
+        self.programs = None
 
-    @staticmethod
-    def release() -> None:
+    def use_programs(self, on: bool) -> None:
+        """Keep compiled programs between runs (`program_cache`), in `programs/` of the cache
+        folder, or stop. Only for cases exactly as registered: a function replaced while the
+        process runs would find its original's program."""
+        folder = _cache_folder()
+        if on and folder and self.programs is None:
+            try:
+                from .program_cache import ProgramCache
+            except ImportError:  # a JAX without `jax.experimental.serialize_executable`
+                return
+            self.programs = ProgramCache(os.path.join(folder, "programs"))
+        elif not on:
+            self.programs = None
+
+    def new_case(self) -> None:
+        """A case run starts (see ProgramCache.new_case)."""
+        if self.programs is not None:
+            self.programs.new_case()
+
+    def watch(self):
+        """Around JAX work outside the programs that may trace a case's functions (see
+        ProgramCache.watch): a trace kept from it would hide files from a program's manifest."""
+        return self.programs.watch() if self.programs is not None else contextlib.nullcontext()
+
+    def _call(self, program, name: str | None, fn, args: tuple, extra=()):
+        """`program(*args)`, through the program cache when it is on and `name` names the
+        program (of `fn`: a function or a module factory; `extra`: see ProgramCache.call)."""
+        if self.programs is None or name is None:
+            return program(*args)
+        return self.programs.call(program, name, fn, args, self.device, extra)
+
+    def release(self) -> None:
         """Drop every compiled program and every cached trace."""
+        if self.programs is not None:
+            self.programs.release()
         for cached in (_forward_program, _vjp_program, _hvp_program, _module_program, _built, _abstract_module):
             cached.cache_clear()
         _GRAPHDEFS.clear()
@@ -210,16 +248,18 @@ class JaxAdapter:
     def dtype_name(x) -> str:
         return str(jnp.dtype(x.dtype))
 
-    def forward(self, fn, args: list) -> tuple:
-        """`fn` over the trial axis of every arg; for a custom_vjp this is the undecorated path."""
-        outs = _forward_program(fn, _many(args))(*args)
+    def forward(self, fn, args: list, name: str | None = None) -> tuple:
+        """`fn` over the trial axis of every arg; for a custom_vjp this is the undecorated path.
+        `name` names the program for the program cache (see `use_programs`)."""
+        outs = self._call(_forward_program(fn, _many(args)), name and f"{name} forward", fn, tuple(args))
         return tuple(self.to_numpy(o) for o in outs)
 
-    def vjp(self, fn, args: list, diff: list[bool], cts: list):
+    def vjp(self, fn, args: list, diff: list[bool], cts: list, name: str | None = None):
         """Outputs (from the fwd rule) and VJPs of `fn` over trials; see TorchAdapter.vjp."""
         idx = [i for i, d in enumerate(diff) if d]
         others = {i: a for i, (a, d) in enumerate(zip(args, diff)) if not d}
-        outs, grads = _vjp_program(fn, tuple(idx), _many(args))(tuple(args[i] for i in idx), others, tuple(cts))
+        program = _vjp_program(fn, tuple(idx), _many(args))
+        outs, grads = self._call(program, name and f"{name} vjp {idx}", fn, (tuple(args[i] for i in idx), others, tuple(cts)))
         full = [None] * len(args)
         for i, g in zip(idx, grads):
             full[i] = g
@@ -230,11 +270,12 @@ class JaxAdapter:
             meta,
         )
 
-    def hvp(self, fn, args: list, diff: list[bool], cts: list, vs: list):
+    def hvp(self, fn, args: list, diff: list[bool], cts: list, vs: list, name: str | None = None):
         """Hessian-vector products of `L = sum(ct * fn(args))` along `vs`: the JVP of its gradient."""
         idx = [i for i, d in enumerate(diff) if d]
         others = {i: a for i, (a, d) in enumerate(zip(args, diff)) if not d}
-        hv = _hvp_program(fn, tuple(idx), _many(args))(tuple(args[i] for i in idx), others, tuple(cts), tuple(vs))
+        program = _hvp_program(fn, tuple(idx), _many(args))
+        hv = self._call(program, name and f"{name} hvp {idx}", fn, (tuple(args[i] for i in idx), others, tuple(cts), tuple(vs)))
         full = [None] * len(args)
         for i, h in zip(idx, hv):
             full[i] = self.to_numpy(h)
@@ -253,18 +294,19 @@ class JaxAdapter:
         from ..convert._core import _nnx_set
 
         jdtype = self.jax_dtype(dtype)
-        module = nnx.merge(*_abstract_module(factory, jdtype), copy=True)
+        watch = self.programs.build if self.programs is not None else lambda key, thunk: thunk()
+        module = nnx.merge(*watch((factory, dtype), lambda: _abstract_module(factory, jdtype)), copy=True)
         for path, value in values.items():
             _nnx_set(module, path, value, jdtype)
         leaves = jax.tree_util.tree_leaves(nnx.state(module))
         if any(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in leaves):
             with jax.default_device(self.device):
-                module = _built(factory, jdtype)()
+                module = watch((factory, dtype), lambda: _built(factory, jdtype)())
             for path, value in values.items():
                 _nnx_set(module, path, value, jdtype)
         return module
 
-    def module_grads(self, module, inputs: list, in_diff: list[bool], cts: list, keywords=None, key=None):
+    def module_grads(self, module, inputs: list, in_diff: list[bool], cts: list, keywords=None, key=None, name=None):
         """One trial through `module(*inputs)`, differentiated with respect to its `nnx.Param`s
         and the differentiable inputs, as `nnx.grad` does for a user; compiled, so that a
         second run takes the program from the persistent cache.
@@ -283,7 +325,11 @@ class JaxAdapter:
         if key is not None:
             graphdef = _GRAPHDEFS.setdefault(key, graphdef)
         keywords = tuple(keywords or [None] * len(inputs))
-        outs, model_grads, input_grads = _module_program(graphdef, idx, keywords)(params, rest, tuple(inputs), tuple(cts))
+        program = _module_program(graphdef, idx, keywords)
+        built = self.programs.files(key) if self.programs is not None else ()
+        named = name and f"{name} module {idx} {keywords}"
+        args = (params, rest, tuple(inputs), tuple(cts))
+        outs, model_grads, input_grads = self._call(program, named, key and key[0], args, built)
         param_grads = flatten(nnx.to_pure_dict(model_grads))
         grads = {**dict(zip(idx, input_grads)), **param_grads}
         meta = {k: (tuple(g.shape), self.dtype_name(g)) for k, g in grads.items()}

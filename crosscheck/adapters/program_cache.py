@@ -1,0 +1,170 @@
+"""Compiled JAX programs kept on disk between CLI runs, found before anything is traced.
+
+JAX's persistent compilation cache (see jax_adapter) skips XLA's compilation, but it is keyed
+by the lowered program, so every run still traces and lowers every program first: in a warm
+run of all cases in four dtypes that was about 70% of the time. This cache is keyed before
+tracing, by the program's name (case, shape bucket, function, kind), its function's
+`identity`, the structure, shapes, dtypes and placement of its arguments, and the versions,
+configuration and devices of JAX. An entry holds the executable and the manifest of every
+source file its trace ran (`sources.Sources`); it is used only while that manifest holds, so
+an edited backward is always traced and compiled again, and an edit to one layer leaves the
+other layers' programs in place.
+
+A trace may reuse one that JAX kept from earlier (a custom_vjp's fwd, say) and so not run its
+files again. So the first miss of a case run clears JAX's caches, and from then on every trace
+of the case run is watched (`watch`); each entry's manifest holds every file watched since the
+clear. What no manifest can see is a function replaced while the process runs (a test's
+monkeypatch): the caller turns this cache on only for cases exactly as registered (the CLI).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import pickle
+import sys
+
+import jax
+from jax.experimental import serialize_executable
+from jax.experimental.compilation_cache import compilation_cache
+
+from .sources import Sources, identity, watching
+
+
+@contextlib.contextmanager
+def _uncached():
+    """Compile anew, not from JAX's compilation cache: an executable loaded from that cache
+    serialises without its code, and fails when run ("Function ... not found"). JAX decides
+    once whether the cache is used, so the decision is reset on the way in and out."""
+    was = jax.config.jax_enable_compilation_cache
+    compilation_cache.reset_cache()
+    jax.config.update("jax_enable_compilation_cache", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_compilation_cache", was)
+        compilation_cache.reset_cache()
+
+
+def _environment() -> str:
+    import jaxlib
+
+    config = sorted((k, repr(v)) for k, v in getattr(jax.config, "values", {}).items() if "cache" not in k)
+    devices = [(d.platform, d.device_kind, d.id) for d in jax.devices()]
+    return repr((sys.version, jax.__version__, jaxlib.__version__, os.environ.get("XLA_FLAGS", ""), config, devices))
+
+
+def _signature(args) -> str:
+    leaves, tree = jax.tree_util.tree_flatten(args)
+    return repr((str(tree), [(tuple(x.shape), str(x.dtype), str(getattr(x, "sharding", ""))) for x in leaves]))
+
+
+class ProgramCache:
+    """`call(...)`: a program's executable from memory, else from `folder` while its manifest
+    holds, else traced, compiled and stored. Counts `hits`, `misses`, `stale` (entries whose
+    sources changed) and `untold` (functions without an `identity`, never kept)."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self.sources = Sources()
+        self.environment = _environment()
+        self.memory: dict = {}
+        self.built: dict = {}  # module factory -> files its construction ran
+        self.hits = self.misses = self.stale = self.untold = 0
+        self.new_case()
+
+    def new_case(self) -> None:
+        """A case run starts: its traces are watched from its first miss on."""
+        self.watched: set[str] | None = None  # files run since JAX's caches were cleared
+        self.blind = False  # a trace since then could not be watched: store nothing
+
+    @contextlib.contextmanager
+    def watch(self):
+        """Records the files run inside, once this case run is watched."""
+        if self.watched is None:
+            yield
+            return
+        with watching() as seen:
+            yield
+        if seen is None:
+            self.blind = True
+        else:
+            self.watched |= seen
+
+    def call(self, jitted, name: str, fn, args: tuple, device, extra=()):
+        """`jitted(*args)`: the program `name` of `fn` (a function or module factory), with
+        `args` on `device` (or sharded over its platform); `extra` files join its manifest."""
+        who = identity(fn)
+        if who is None:
+            self.untold += 1
+            return jitted(*args)
+        text = f"{name}\n{who}\n{device.platform} {device.device_kind}\n{_signature(args)}\n{self.environment}"
+        path = os.path.join(self.folder, hashlib.sha256(text.encode()).hexdigest())
+        executable = self.memory.get(path)
+        if executable is not None:
+            return executable(*args)
+        executable = self._load(path, device.client)
+        if executable is not None:
+            try:
+                out = executable(*args)
+            except jax.errors.JaxRuntimeError:  # stored without its code: compiled again below
+                self.hits -= 1
+                executable = None
+        if executable is None:
+            executable = self._compile(jitted, args, path, extra)
+            out = executable(*args)
+        self.memory[path] = executable
+        return out
+
+    def _load(self, path: str, backend):
+        if not os.path.exists(path):
+            return None
+        try:
+            with open(path, "rb") as f:
+                manifest, payload, in_tree, out_tree = pickle.load(f)
+            if not self.sources.holds(manifest):
+                self.stale += 1
+                return None
+            executable = serialize_executable.deserialize_and_load(payload, in_tree, out_tree, backend=backend)
+        except Exception:  # a damaged entry is compiled again, and replaced
+            return None
+        self.hits += 1
+        return executable
+
+    def _compile(self, jitted, args, path: str, extra):
+        self.misses += 1
+        if self.watched is None:
+            jax.clear_caches()
+            self.watched = set()
+        with self.watch():
+            lowered = jitted.lower(*args)
+        with _uncached():
+            compiled = lowered.compile()
+        if not self.blind and extra is not None:
+            manifest = self.sources.manifest(self.watched | set(extra))
+            self._store(path, (manifest, *serialize_executable.serialize(compiled)))
+        return compiled
+
+    def _store(self, path: str, entry) -> None:
+        os.makedirs(self.folder, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            pickle.dump(entry, f)
+        os.replace(tmp, path)  # whole or absent, even with several processes writing
+
+    def build(self, key, thunk):
+        """`thunk()`, which builds a module (`key`: its factory and dtype); the files that the
+        first build runs join the manifest of that module's programs (`files(key)`)."""
+        with watching() as seen:
+            out = thunk()
+        if key not in self.built or seen is None:
+            self.built[key] = seen
+        return out
+
+    def files(self, key):
+        """The files that building the module `key` ran; None where that was not seen."""
+        return self.built.get(key)
+
+    def release(self) -> None:
+        self.memory.clear()

@@ -1,0 +1,169 @@
+"""Programs kept between runs: reused while their sources hold, never after an edit."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import pickle
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from crosscheck import registry, session
+from crosscheck.adapters import jax_adapter
+from crosscheck.adapters.program_cache import ProgramCache
+from crosscheck.adapters.sources import identity
+
+LAYER = '''
+import jax
+import {helper}
+
+
+@jax.custom_vjp
+def square(x):
+    return x * x
+
+
+def _fwd(x):
+    return x * x, x
+
+
+def _bwd(x, g):
+    return ({helper}.factor() * g * x,)
+
+
+square.defvjp(_fwd, _bwd)
+'''
+
+
+def _write_layer(root, name: str, factor: float) -> None:
+    """A custom_vjp whose backward takes its factor from a second file: that file emits no
+    op, so only the files the trace ran can tell that the program depends on it."""
+    (root / f"{name}.py").write_text(textwrap.dedent(LAYER.format(helper=f"{name}_helper")))
+    (root / f"{name}_helper.py").write_text(f"def factor():\n    return {factor!r}\n")
+
+
+def _load(name: str):
+    for mod in (name, f"{name}_helper"):
+        sys.modules.pop(mod, None)
+    importlib.invalidate_caches()
+    return importlib.import_module(name)
+
+
+def _grad(cache: ProgramCache, fn, x):
+    program = jax_adapter._vjp_program(fn, (0,))
+    device = jax.devices("cpu")[0]
+    _, (g,) = cache.call(program, "square [] custom vjp", fn, ((x,), {}, (jnp.ones_like(x),)), device)
+    return np.asarray(g)
+
+
+@pytest.fixture
+def layer_dir(tmp_path, monkeypatch):
+    root = tmp_path / "src"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    return root
+
+
+def test_an_edited_backward_is_compiled_again_and_an_unchanged_one_is_loaded(layer_dir, tmp_path):
+    name = "cc_cached_layer"
+    folder = str(tmp_path / "programs")
+    x = jnp.arange(1.0, 4.0).reshape(3, 1)
+
+    _write_layer(layer_dir, name, 2.0)
+    first = ProgramCache(folder)
+    assert np.array_equal(_grad(first, _load(name).square, x), 2 * np.asarray(x))
+    assert (first.hits, first.misses) == (0, 1)
+
+    again = ProgramCache(folder)  # a new process: nothing in memory
+    assert np.array_equal(_grad(again, _load(name).square, x), 2 * np.asarray(x))
+    assert (again.hits, again.misses, again.stale) == (1, 0, 0)
+
+    # Only the helper changes: the layer file is the same, and the helper emits no op.
+    (layer_dir / f"{name}_helper.py").write_text("def factor():\n    return 3.0\n")
+    edited = ProgramCache(folder)
+    assert np.array_equal(_grad(edited, _load(name).square, x), 3 * np.asarray(x))
+    assert (edited.hits, edited.misses, edited.stale) == (0, 1, 1)
+
+
+def test_a_trace_kept_by_jax_from_earlier_still_counts_its_files(layer_dir, tmp_path):
+    """JAX reuses traces it made before (here the whole program, traced outside the cache);
+    the first miss clears them, so the manifest still names the layer and its helper."""
+    name = "cc_cached_layer_kept"
+    _write_layer(layer_dir, name, 2.0)
+    fn = _load(name).square
+    x = jnp.arange(1.0, 4.0).reshape(3, 1)
+    jax_adapter._vjp_program(fn, (0,)).lower((x,), {}, (jnp.ones_like(x),))
+    cache = ProgramCache(str(tmp_path / "programs"))
+    _grad(cache, fn, x)
+    (entry,) = os.listdir(cache.folder)
+    with open(os.path.join(cache.folder, entry), "rb") as f:
+        manifest = pickle.load(f)[0]
+    files = {os.path.basename(k) for k in manifest}
+    assert {f"{name}.py", f"{name}_helper.py"} <= files
+
+
+def test_a_damaged_entry_is_compiled_again(layer_dir, tmp_path):
+    name = "cc_cached_layer_damaged"
+    _write_layer(layer_dir, name, 2.0)
+    fn = _load(name).square
+    x = jnp.ones((2, 1))
+    cache = ProgramCache(str(tmp_path / "programs"))
+    _grad(cache, fn, x)
+    (entry,) = os.listdir(cache.folder)
+    with open(os.path.join(cache.folder, entry), "wb") as f:
+        f.write(b"not a program")
+    again = ProgramCache(cache.folder)
+    assert np.array_equal(_grad(again, fn, x), 2 * np.asarray(x))
+    assert (again.hits, again.misses) == (0, 1)
+
+
+def _scaled(x, scale):
+    return x * scale
+
+
+def test_identity_tells_functions_apart_by_code_and_held_values():
+    assert identity(_scaled) == identity(_scaled)
+    assert identity(functools.partial(_scaled, scale=2)) != identity(functools.partial(_scaled, scale=3))
+
+    def make(k):
+        return lambda x: x * k
+
+    assert identity(make(1)) != identity(make(2))
+    assert identity(make(np.ones(2))) is None  # an array's value is not told: never kept
+
+    @jax.custom_vjp
+    def f(x):
+        return x
+
+    g = jax.custom_vjp(f.fun)
+    f.defvjp(lambda x: (x, None), lambda _, ct: (ct,))
+    g.defvjp(lambda x: (x, None), lambda _, ct: (2 * ct,))
+    assert identity(f) is not None and identity(f) != identity(g)
+
+
+def test_only_registered_cases_use_the_program_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("CROSSCHECK_JAX_CACHE", str(tmp_path))
+    seen = []
+    real = jax_adapter.JaxAdapter.use_programs
+
+    def use(self, on):
+        real(self, on)
+        seen.append(self.programs)
+
+    monkeypatch.setattr(jax_adapter.JaxAdapter, "use_programs", use)
+    case = registry.get("sigmoid")
+    first = session.run(["sigmoid"], ["float64"], trials=2, program_cache=True)
+    assert isinstance(seen[-1], ProgramCache) and seen[-1].misses > 0
+    second = session.run(["sigmoid"], ["float64"], trials=2, program_cache=True)
+    assert seen[-1].misses == 0 and seen[-1].hits > 0
+    # The same checks, the same errors, from the loaded programs.
+    rows = lambda report: [(r.check, r.tensor, r.compared, r.max_abs_err) for r in report.results]  # noqa: E731
+    assert rows(first) == rows(second)
+    session.run(cases=[case], dtypes=["float64"], trials=2, program_cache=True)
+    assert seen[-1] is None
