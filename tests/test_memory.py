@@ -30,3 +30,22 @@ def test_without_a_count_every_64th_case_run_releases(monkeypatch):
     monkeypatch.setattr(jax_adapter, "_mapped_regions", lambda: None)
     monkeypatch.setattr(jax_side, "case_runs", 0)
     assert [jax_side.relieve() for _ in range(128)].count(True) == 2
+
+
+def test_the_mappings_are_counted_every_8th_run_until_half_the_budget(monkeypatch):
+    jax_side = adapters.get("jax")
+    counts = []
+
+    def regions():
+        counts.append(jax_side.case_runs)
+        return level
+
+    monkeypatch.setattr(jax_adapter, "_mapped_regions", regions)
+    level = jax_adapter.MAP_BUDGET // 2 - 1
+    assert not any(jax_side.relieve() for _ in range(16))
+    assert counts == [1, 9]
+    level = jax_adapter.MAP_BUDGET // 2
+    assert not any(jax_side.relieve() for _ in range(8))  # run 17 counts, then every run
+    assert counts == [1, 9, *range(17, 25)]
+    level = jax_adapter.MAP_BUDGET + 1
+    assert jax_side.relieve() and counts[-1] == 25
