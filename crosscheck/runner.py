@@ -397,11 +397,15 @@ class CaseRun:
         def jax_contract():
             from .adapters.jax_contract import bwd_contract, record_custom_vjps
 
-            with self.jax.watch():
-                calls = record_custom_vjps(self.case.jax_fn, self._args("jax", trial=0))
+            def verdict(args):
+                calls = record_custom_vjps(self.case.jax_fn, args)
                 if not calls:
                     return ["no jax.custom_vjp was called by the custom forward"]
                 return [p for f, a, kw in calls for p in bwd_contract(f, a, kw)]
+
+            args = tuple(self._args("jax", trial=0))
+            name = self._named("jax", self.case.jax_fn).get("name")
+            return self.jax.remember(name and f"{name} contract", self.case.jax_fn, args, lambda: verdict(args))
 
         out = self._stage("jax custom_vjp fwd/bwd", jax_contract)
         if out.error:

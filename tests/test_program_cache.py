@@ -167,3 +167,23 @@ def test_only_registered_cases_use_the_program_cache(monkeypatch, tmp_path):
     assert rows(first) == rows(second)
     session.run(cases=[case], dtypes=["float64"], trials=2, program_cache=True)
     assert seen[-1] is None
+
+
+def test_a_kept_value_is_computed_again_when_its_sources_change(layer_dir, tmp_path):
+    """`remember` keeps what only a trace decides (the contract's verdict, a module's build)."""
+    name = "cc_cached_layer_value"
+    _write_layer(layer_dir, name, 2.0)
+    folder = str(tmp_path / "programs")
+    x = (jnp.ones(()),)
+
+    def verdict(cache):
+        fn = _load(name).square
+        return cache.remember("square [] custom contract", fn, x, lambda: str(jax.make_jaxpr(jax.grad(fn))(*x)))
+
+    first = ProgramCache(folder)
+    assert "2.0" in verdict(first) and first.misses == 1
+    again = ProgramCache(folder)
+    assert verdict(again) == verdict(first) and (again.hits, again.misses) == (1, 0)
+    (layer_dir / f"{name}_helper.py").write_text("def factor():\n    return 3.0\n")
+    edited = ProgramCache(folder)
+    assert "3.0" in verdict(edited) and (edited.stale, edited.misses) == (1, 1)

@@ -180,6 +180,14 @@ class JaxAdapter:
         ProgramCache.watch): a trace kept from it would hide files from a program's manifest."""
         return self.programs.watch() if self.programs is not None else contextlib.nullcontext()
 
+    def remember(self, name: str | None, fn, args: tuple, thunk):
+        """`thunk()`, kept between runs by the program cache when it is on and `name` names
+        it (see ProgramCache.remember)."""
+        if self.programs is None or name is None:
+            with self.watch():
+                return thunk()
+        return self.programs.remember(name, fn, args, thunk)
+
     def _call(self, program, name: str | None, fn, args: tuple, extra=()):
         """`program(*args)`, through the program cache when it is on and `name` names the
         program (of `fn`: a function or a module factory; `extra`: see ProgramCache.call)."""
@@ -300,8 +308,8 @@ class JaxAdapter:
         from ..convert._core import _nnx_set
 
         jdtype = self.jax_dtype(dtype)
-        watch = self.programs.build if self.programs is not None else lambda key, thunk: thunk()
-        module = nnx.merge(*watch((factory, dtype), lambda: _abstract_module(factory, jdtype)), copy=True)
+        watch = self.programs.build if self.programs is not None else lambda key, thunk, keep=False: thunk()
+        module = nnx.merge(*watch((factory, dtype), lambda: _abstract_module(factory, jdtype), keep=True), copy=True)
         for path, value in values.items():
             _nnx_set(module, path, value, jdtype)
         leaves = jax.tree_util.tree_leaves(nnx.state(module))

@@ -72,6 +72,7 @@ class ProgramCache:
         self.memory: dict = {}
         self.built: dict = {}  # module factory -> files its construction ran
         self.hits = self.misses = self.stale = self.untold = 0
+        self.last_manifest: dict | None = None  # of the value `remember` returned last
         self.new_case()
 
     def new_case(self) -> None:
@@ -117,6 +118,40 @@ class ProgramCache:
         self.memory[path] = executable
         return out
 
+    def remember(self, name: str, fn, args: tuple, thunk):
+        """`thunk()`, a value that only tracing `fn` on `args` decides (the raw custom_vjp
+        contract's verdict), kept like a program: same key, same manifest."""
+        who = identity(fn)
+        if who is None:
+            self.untold += 1
+            return thunk()
+        text = f"{name}\n{who}\n{_signature(args)}\n{self.environment}"
+        path = os.path.join(self.folder, hashlib.sha256(text.encode()).hexdigest())
+        try:
+            with open(path, "rb") as f:
+                manifest, value = pickle.load(f)
+            if self.sources.holds(manifest):
+                self.hits += 1
+                self.last_manifest = manifest
+                return value
+            self.stale += 1
+        except Exception:  # absent or damaged: computed again
+            pass
+        self.misses += 1
+        self._watch_from_here()
+        with self.watch():
+            value = thunk()
+        self.last_manifest = None if self.blind else self.sources.manifest(self.watched)
+        if self.last_manifest is not None:
+            self._store(path, (self.last_manifest, value))
+        return value
+
+    def _watch_from_here(self) -> None:
+        """At a case run's first miss: clear JAX's caches, and watch every trace from now on."""
+        if self.watched is None:
+            jax.clear_caches()
+            self.watched = set()
+
     def _load(self, path: str, backend):
         if not os.path.exists(path):
             return None
@@ -134,9 +169,7 @@ class ProgramCache:
 
     def _compile(self, jitted, args, path: str, extra):
         self.misses += 1
-        if self.watched is None:
-            jax.clear_caches()
-            self.watched = set()
+        self._watch_from_here()
         with self.watch():
             lowered = jitted.lower(*args)
         with _uncached():
@@ -149,17 +182,27 @@ class ProgramCache:
     def _store(self, path: str, entry) -> None:
         os.makedirs(self.folder, exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as f:
-            pickle.dump(entry, f)
+        try:
+            with open(tmp, "wb") as f:
+                pickle.dump(entry, f)
+        except (pickle.PicklingError, AttributeError, TypeError):  # a class defined in a function
+            os.remove(tmp)
+            return
         os.replace(tmp, path)  # whole or absent, even with several processes writing
 
-    def build(self, key, thunk):
-        """`thunk()`, which builds a module (`key`: its factory and dtype); the files that the
-        first build runs join the manifest of that module's programs (`files(key)`)."""
-        with watching() as seen:
-            out = thunk()
-        if key not in self.built or seen is None:
-            self.built[key] = seen
+    def build(self, key, thunk, keep: bool = False):
+        """`thunk()`, which builds a module (`key`: its factory and dtype). The files that the
+        first build runs join the manifest of that module's programs (`files(key)`). With
+        `keep`, the result (a GraphDef and abstract state) is kept between runs as well."""
+        if keep:
+            out = self.remember(f"module build {key[1]}", key[0], (), thunk)
+            files = self.last_manifest
+        else:
+            with watching() as seen:
+                out = thunk()
+            files = seen
+        if key not in self.built or files is None:
+            self.built[key] = files
         return out
 
     def files(self, key):

@@ -59,6 +59,8 @@ class Sources:
         """The manifest's key for `file`: itself, its installed package, or None (not kept)."""
         if file.startswith("<") or file == "~":  # built-in or generated code
             return None
+        if file.startswith("installed:"):  # already an entry, from a manifest
+            return file
         path = os.path.realpath(file)
         for root in self.installed:
             if path.startswith(root):
