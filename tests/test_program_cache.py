@@ -187,3 +187,14 @@ def test_a_kept_value_is_computed_again_when_its_sources_change(layer_dir, tmp_p
     (layer_dir / f"{name}_helper.py").write_text("def factor():\n    return 3.0\n")
     edited = ProgramCache(folder)
     assert "3.0" in verdict(edited) and (edited.stale, edited.misses) == (1, 1)
+
+
+def test_a_value_that_does_not_pickle_is_computed_each_run_and_marked(tmp_path):
+    folder = str(tmp_path / "programs")
+    x = (jnp.ones(()),)
+    first = ProgramCache(folder)
+    made = first.remember("unpicklable", _scaled, x, lambda: [lambda: 1])
+    assert made[0]() == 1 and first.misses == 1
+    again = ProgramCache(folder)
+    assert again.remember("unpicklable", _scaled, x, lambda: [lambda: 2])[0]() == 2
+    assert (again.hits, again.misses, again.unkept) == (0, 0, 1)

@@ -47,6 +47,10 @@ def _uncached():
         compilation_cache.reset_cache()
 
 
+# Kept in place of a value that does not pickle, so that later runs know not to try.
+UNKEPT = "<not kept: does not pickle>"
+
+
 def _environment() -> str:
     import jaxlib
 
@@ -62,8 +66,9 @@ def _signature(args) -> str:
 
 class ProgramCache:
     """`call(...)`: a program's executable from memory, else from `folder` while its manifest
-    holds, else traced, compiled and stored. Counts `hits`, `misses`, `stale` (entries whose
-    sources changed) and `untold` (functions without an `identity`, never kept)."""
+    holds, else traced, compiled and stored. Counts `hits`, `misses`, `unkept` (values known not
+    to pickle, computed again), `stale` (entries whose sources changed) and `untold` (functions
+    without an `identity`, never kept)."""
 
     def __init__(self, folder: str):
         self.folder = folder
@@ -71,7 +76,7 @@ class ProgramCache:
         self.environment = _environment()
         self.memory: dict = {}
         self.built: dict = {}  # module factory -> files its construction ran
-        self.hits = self.misses = self.stale = self.untold = 0
+        self.hits = self.misses = self.stale = self.untold = self.unkept = 0
         self.last_manifest: dict | None = None  # of the value `remember` returned last
         self.new_case()
 
@@ -130,10 +135,13 @@ class ProgramCache:
         try:
             with open(path, "rb") as f:
                 manifest, value = pickle.load(f)
-            if self.sources.holds(manifest):
+            unkept = isinstance(value, str) and value == UNKEPT
+            if self.sources.holds(manifest) and not unkept:
                 self.hits += 1
                 self.last_manifest = manifest
                 return value
+            if self.sources.holds(manifest):
+                return self._unkept(thunk)  # known not to pickle
             self.stale += 1
         except Exception:  # absent or damaged: computed again
             pass
@@ -142,8 +150,18 @@ class ProgramCache:
         with self.watch():
             value = thunk()
         self.last_manifest = None if self.blind else self.sources.manifest(self.watched)
-        if self.last_manifest is not None:
-            self._store(path, (self.last_manifest, value))
+        if self.last_manifest is not None and not self._store(path, (self.last_manifest, value)):
+            self._store(path, (self.last_manifest, UNKEPT))
+        return value
+
+    def _unkept(self, thunk):
+        """A value known not to pickle (a module holding `jnp.tanh`), computed again. Its own
+        files are watched without clearing JAX's caches first: nothing of it is kept, and the
+        files only join the manifests of its module's programs, whose own traces clear them."""
+        self.unkept += 1
+        with watching() as seen:
+            value = thunk()
+        self.last_manifest = None if seen is None else self.sources.manifest(seen)
         return value
 
     def _watch_from_here(self) -> None:
@@ -179,7 +197,8 @@ class ProgramCache:
             self._store(path, (manifest, *serialize_executable.serialize(compiled)))
         return compiled
 
-    def _store(self, path: str, entry) -> None:
+    def _store(self, path: str, entry) -> bool:
+        """Write `entry` to `path`; False where it does not pickle."""
         os.makedirs(self.folder, exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"
         try:
@@ -187,8 +206,9 @@ class ProgramCache:
                 pickle.dump(entry, f)
         except (pickle.PicklingError, AttributeError, TypeError):  # a class defined in a function
             os.remove(tmp)
-            return
+            return False
         os.replace(tmp, path)  # whole or absent, even with several processes writing
+        return True
 
     def build(self, key, thunk, keep: bool = False):
         """`thunk()`, which builds a module (`key`: its factory and dtype). The files that the

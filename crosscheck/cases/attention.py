@@ -78,15 +78,9 @@ def _sdpa_case(name, q_shape, s_len, mask=None, is_causal=False, scale=None, des
         return ScaledDotProductAttention(is_causal=is_causal, scale=scale)
 
     def jax_module(dtype):
-        from jax_layers.attention import DotProductAttention
+        from ._jax_modules import MaskLast
 
-        class MaskLast(DotProductAttention):
-            """Takes torch's single `attn_mask` slot: a bool mask or an additive bias."""
-
-            def __call__(self, q, k, v, m=None):
-                return super().__call__(q, k, v, None, m) if kind == "bool" else super().__call__(q, k, v, m)
-
-        return MaskLast(scale=scale, is_causal=is_causal)
+        return MaskLast(additive=kind != "bool", scale=scale, is_causal=is_causal)
 
     n, h, L, e = q_shape
     inputs = [Tensor(x, (n, h, length, e), layout=HEADS_LAST) for x, length in (("query", L), ("key", s_len), ("value", s_len))]
@@ -228,15 +222,9 @@ def _mha_case(name, n, L, s_len, embed_dim, num_heads, padding=False, descriptio
     def jax_module(dtype):
         from flax import nnx
 
-        from jax_layers.attention import MultiHeadAttention
+        from ._jax_modules import PaddedMultiHeadAttention
 
-        class Padded(MultiHeadAttention):
-            """Calls as `(q, k, v[, key_padding_mask])`, the mask in torch's sense (True = ignore)."""
-
-            def __call__(self, q, k, v, kpm=None):
-                return super().__call__(q, k, v, mask=None if kpm is None else ~kpm[:, None, None, :])
-
-        return Padded(H, E, decode=False, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0))
+        return PaddedMultiHeadAttention(H, E, decode=False, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0))
 
     inputs = [Tensor(x, (n, length, E)) for x, length in (("query", L), ("key", s_len), ("value", s_len))]
     if padding:

@@ -78,12 +78,7 @@ def _lstm_modules(in_features, hidden, bias):
     def jax_module(dtype):
         from flax import nnx
 
-        from jax_layers.recurrent import LSTMCell
-
-        class LSTMCellXHC(LSTMCell):
-            def __call__(self, x, h, c):
-                (c_new, h_new), _ = super().__call__((c, h), x)
-                return h_new, c_new
+        from ._jax_modules import LSTMCellXHC
 
         return LSTMCellXHC(in_features, hidden, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0))
 
@@ -170,11 +165,9 @@ def _gru_modules(in_features, hidden, bias):
     def jax_module(dtype):
         from flax import nnx
 
-        from jax_layers.recurrent import GRUCell, modified_orthogonal
+        from jax_layers.recurrent import modified_orthogonal
 
-        class GRUCellXH(GRUCell):
-            def __call__(self, x, h):
-                return super().__call__(h, x)[1]
+        from ._jax_modules import GRUCellXH
 
         # With torch biases, b_hn needs `dense_h.bias`, which flax.nnx.GRUCell lacks. Flax's
         # default orthogonal init runs a QR that CPU LAPACK lacks in half precision (as in
