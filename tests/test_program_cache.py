@@ -198,3 +198,22 @@ def test_a_value_that_does_not_pickle_is_computed_each_run_and_marked(tmp_path):
     again = ProgramCache(folder)
     assert again.remember("unpicklable", _scaled, x, lambda: [lambda: 2])[0]() == 2
     assert (again.hits, again.misses, again.unkept) == (0, 0, 1)
+
+
+def test_another_checkout_of_the_same_layer_is_another_program(tmp_path, monkeypatch):
+    """Two folders hold a module of the same name, with different backwards; one cache folder.
+    The first checkout's files stay unchanged, so only the key can tell them apart."""
+    name = "cc_cached_layer_checkout"
+    folder = str(tmp_path / "programs")
+    x = jnp.arange(1.0, 4.0).reshape(3, 1)
+    grads = []
+    for factor in (2.0, 5.0):
+        root = tmp_path / f"checkout{factor}"
+        root.mkdir()
+        _write_layer(root, name, factor)
+        with monkeypatch.context() as m:
+            m.syspath_prepend(str(root))
+            cache = ProgramCache(folder)
+            grads.append(_grad(cache, _load(name).square, x))
+            assert (cache.hits, cache.misses) == (0, 1)
+    assert np.array_equal(grads[1], 5 * np.asarray(x))

@@ -4,8 +4,8 @@ JAX's persistent compilation cache (see jax_adapter) skips XLA's compilation, bu
 by the lowered program, so every run still traces and lowers every program first: in a warm
 run of all cases in four dtypes that was about 70% of the time. This cache is keyed before
 tracing, by the program's name (case, shape bucket, function, kind), its function's
-`identity`, the structure, shapes, dtypes and placement of its arguments, and the versions,
-configuration and devices of JAX. An entry holds the executable and the manifest of every
+`identity`, the structure, shapes, dtypes and placement of its arguments, the versions,
+configuration and devices of JAX, and `sys.path` (another checkout is another program). An entry holds the executable and the manifest of every
 source file its trace ran (`sources.Sources`); it is used only while that manifest holds, so
 an edited backward is always traced and compiled again, and an edit to one layer leaves the
 other layers' programs in place.
@@ -56,7 +56,10 @@ def _environment() -> str:
 
     config = sorted((k, repr(v)) for k, v in getattr(jax.config, "values", {}).items() if "cache" not in k)
     devices = [(d.platform, d.device_kind, d.id) for d in jax.devices()]
-    return repr((sys.version, jax.__version__, jaxlib.__version__, os.environ.get("XLA_FLAGS", ""), config, devices))
+    # Where imports are looked for: another checkout of the same layers, with files of its
+    # own, is another program even where the files that this one ran are unchanged.
+    path = [os.path.realpath(p or os.curdir) for p in sys.path]
+    return repr((sys.version, jax.__version__, jaxlib.__version__, os.environ.get("XLA_FLAGS", ""), config, devices, path))
 
 
 def _signature(args) -> str:

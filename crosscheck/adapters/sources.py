@@ -96,9 +96,10 @@ class Sources:
 
 
 def identity(obj, depth: int = 0) -> str | None:
-    """`obj` described by where its code lives and the values it holds (a closure's cells, a
-    partial's arguments, a custom_vjp's fwd and bwd), the same in every process exactly when
-    those are; None where that cannot be told (an array, an object of unknown kind)."""
+    """`obj` described by where its code lives (file and line) and the values it holds (a
+    closure's cells, a partial's arguments, a custom_vjp's fwd and bwd), the same in every
+    process exactly when those are; None where that cannot be told (an array, an object of
+    unknown kind)."""
     import jax
 
     if depth > 8:
@@ -119,7 +120,7 @@ def identity(obj, depth: int = 0) -> str | None:
     if isinstance(obj, types.FunctionType):
         cells = [c.cell_contents for c in obj.__closure__ or ()]
         return _joined(
-            f"{obj.__module__}.{obj.__qualname__}:{obj.__code__.co_firstlineno}",
+            f"{obj.__module__}.{obj.__qualname__}:{obj.__code__.co_filename}:{obj.__code__.co_firstlineno}",
             deeper(cells), deeper(obj.__defaults__), deeper(obj.__kwdefaults__),
         )
     if isinstance(obj, jax.custom_vjp):
