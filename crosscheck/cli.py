@@ -39,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="PATH", help="write a PNG of the worst error/tolerance per case and dtype")
     p.add_argument("--shard", metavar="I/N", help="run only shard I of N (0-based) of the cases, e.g. 0/4")
     p.add_argument(
+        "--jobs", type=int, default=1, metavar="N",
+        help="split the cases over N processes (one --shard each) and merge their reports; "
+             "no progress bar (default 1)",
+    )
+    p.add_argument(
         "--no-program-cache",
         action="store_true",
         help="trace every JAX program anew instead of loading those kept from earlier runs",
@@ -178,9 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         seed = _seed_range(args.seeds) if args.seeds else args.seed
         shard = _shard(args.shard) if args.shard else None
-        report = run(args.layer, args.dtype, args.device, args.trials, seed, command=command.strip(),
-                     shard=shard, progress=_Progress.maybe(), shapes=args.shapes,
-                     program_cache=not args.no_program_cache)
+        if args.jobs < 1:
+            raise UsageError(f"`--jobs` (={args.jobs}) must be at least 1")
+        if args.jobs > 1:
+            report = _jobs(args, command.strip())
+        else:
+            report = run(args.layer, args.dtype, args.device, args.trials, seed, command=command.strip(),
+                         shard=shard, progress=_Progress.maybe(), shapes=args.shapes,
+                         program_cache=not args.no_program_cache)
     except UsageError as e:
         print(f"crosscheck: error: {e}", file=sys.stderr)
         return 2
@@ -193,6 +203,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label}: {path}")
     requested = sum(bool(p) for p in (args.json, args.junit, args.markdown, args.plot))
     return 0 if report.passed and len(written) == requested else 1
+
+
+def _jobs(args, command: str):
+    if args.shard:
+        raise UsageError(f"`--jobs` (={args.jobs}) makes its own shards: leave out `--shard` (={args.shard})")
+    from . import jobs, session
+
+    # What each shard would refuse, refused once here, before any process starts.
+    for name, value in (("--trials", args.trials), ("--shapes", args.shapes)):
+        if value < 1:
+            raise UsageError(f"`{name}` (={value}) must be at least 1")
+    if args.device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"`--device` (={args.device!r}) must be one of auto, cpu, cuda")
+    try:
+        registry.select(args.layer)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    session.check_dtypes(args.dtype)
+    return jobs.run(args, command)
 
 
 def _write_reports(report, args) -> list[tuple[str, str]]:

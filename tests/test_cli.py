@@ -53,8 +53,12 @@ def test_exit_1_and_report_written_when_a_check_fails(broken_case, tmp_path, cap
         (["--trials", "0"], ["`--trials` (=0)"]),
         (["--device", "tpu"], ["`--device` (='tpu')"]),
         (["mutants", "--only", "nope"], ["Unknown mutant: 'nope'"]),
+        (["--jobs", "0"], ["`--jobs` (=0) must be at least 1"]),
+        (["--jobs", "2", "--shard", "0/2"], ["`--jobs` (=2)", "`--shard` (=0/2)"]),
+        (["--jobs", "2", "--layer", "nope"], ["Unknown layer: 'nope'"]),
+        (["--jobs", "2", "--trials", "0"], ["`--trials` (=0)"]),
     ],
-    ids=["layer", "dtype", "trials", "device", "mutant"],
+    ids=["layer", "dtype", "trials", "device", "mutant", "jobs", "jobs-shard", "jobs-layer", "jobs-trials"],
 )
 def test_exit_2_on_usage_errors_with_the_valid_names(args, words, capsys):
     assert main(args) == 2
@@ -103,3 +107,34 @@ def test_json_is_strict_even_with_nan_and_inf(tmp_path):
     text = path.read_text()
     report = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     assert "inf" in {c["max_abs_err"] for c in report["checks"]}
+
+
+def test_jobs_split_the_cases_over_processes_into_the_same_report(tmp_path):
+    run = ["--layer", "relu", "--layer", "linear", "--layer", "mse", *FAST, "--shapes", "1"]
+    rows = []
+    for jobs in ("1", "2"):
+        path = tmp_path / f"jobs{jobs}.json"
+        assert main([*run, "--jobs", jobs, "--json", str(path)]) == 0
+        report = json.loads(path.read_text())
+        rows.append([(c["layer"], c["dtype"], c["check"], c["tensor"], c["compared"], c["max_abs_err"]) for c in report["checks"]])
+    assert rows[0] == rows[1]
+    assert {r[0] for r in rows[1]} == {"relu", "linear", "linear-nobias", "linear-unbatched", "linear-strided", "mse"}
+
+
+def test_a_shard_that_dies_is_a_failed_check_and_the_others_are_kept(tmp_path, monkeypatch, capsys):
+    from crosscheck import jobs
+
+    real = jobs.child_argv
+
+    def argv(args, k, n, path):  # shard 1 gets an option it refuses, and writes nothing
+        return real(args, k, n, path) + (["--shapes", "0"] if k == 1 else [])
+
+    monkeypatch.setattr(jobs, "child_argv", argv)
+    path = tmp_path / "report.json"
+    assert main(["--layer", "relu", "--layer", "mse", *FAST, "--jobs", "2", "--json", str(path)]) == 1
+    report = json.loads(path.read_text())
+    layers = {c["layer"] for c in report["checks"]}
+    assert "relu" in layers and "shard 1/2" in layers
+    out = capsys.readouterr().out
+    assert "FAILED shard 1/2: the process exited with status 2" in out and "`--shapes` (=0)" in out
+    assert "Reproduce: python -m crosscheck --device cpu" in out

@@ -1,0 +1,85 @@
+"""`--jobs N`: the cases split over N processes, one `--shard k/N` each, merged in one report.
+
+A process runs its cases one after another, and most of a run is Python (tracing, the
+harness, torch's eager ops) holding one core. The shards split the registry round-robin, so
+each gets a like share of every family.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+
+from . import registry
+from .runner import CheckResult
+from .session import Report
+
+
+def child_argv(args, k: int, n: int, path: str) -> list[str]:
+    """The command line of shard `k` of `n`: the run's own options, writing JSON to `path`."""
+    argv = ["--device", args.device, "--trials", str(args.trials), "--shapes", str(args.shapes), "--shard", f"{k}/{n}"]
+    argv += ["--seeds", args.seeds] if args.seeds else ["--seed", str(args.seed)]
+    for layer in args.layer or []:
+        argv += ["--layer", layer]
+    for dtype in args.dtype or []:
+        argv += ["--dtype", dtype]
+    if args.no_program_cache:
+        argv.append("--no-program-cache")
+    return [*argv, "--json", path]
+
+
+def _number(x):
+    return float(x) if isinstance(x, str) else x  # "inf", "-inf" and "nan" as JSON writes them
+
+
+def read_report(path: str) -> dict:
+    with open(path) as f:
+        data = json.load(f)
+    floats = ("max_abs_err", "max_rel_err", "atol", "rtol", "ratio")
+    data["checks"] = [CheckResult(**{k: _number(v) if k in floats else v for k, v in c.items()}) for c in data["checks"]]
+    return data
+
+
+def run(args, command: str) -> Report:
+    """Every shard in its own process, at once; a shard that ends without its report becomes a
+    failed check that says why, and the other shards' checks are kept."""
+    n = args.jobs
+    order = {c.name: i for i, c in enumerate(registry.select(args.layer))}
+    env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}  # shards sharing one GPU
+    with tempfile.TemporaryDirectory() as tmp:
+        running = []
+        for k in range(n):
+            path = os.path.join(tmp, f"{k}.json")
+            cmd = [sys.executable, "-m", "crosscheck", *child_argv(args, k, n, path)]
+            log = open(os.path.join(tmp, f"{k}.log"), "w")
+            running.append((k, path, cmd, log, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)))
+        results, first = [], None
+        for k, path, cmd, log, proc in running:
+            proc.wait()
+            log.close()
+            try:
+                data = read_report(path)
+            except (OSError, ValueError, TypeError) as e:
+                with open(log.name) as f:
+                    tail = f.read().strip().splitlines()[-12:]
+                results.append(_shard_failure(k, n, args.device, cmd, proc.returncode, e, tail))
+                continue
+            first = first or data
+            results += data["checks"]
+    results.sort(key=lambda r: (order.get(r.layer, math.inf), registry.DTYPES.index(r.dtype) if r.dtype in registry.DTYPES else 0))
+    first = first or {"seed": args.seed, "trials": args.trials, "device": args.device, "versions": {}, "shapes": args.shapes}
+    return Report(results, first["seed"], first["trials"], first["device"], command, first["versions"], first["shapes"])
+
+
+def _shard_failure(k, n, device, cmd, code, error, tail) -> CheckResult:
+    repro = "python -m crosscheck " + " ".join(cmd[3:-2])
+    message = "\n".join([
+        f"FAILED shard {k}/{n}: the process exited with status {code} and wrote no report ({type(error).__name__}: {error})",
+        *("  " + line for line in tail),
+        f"  Reproduce: {repro}",
+    ])
+    return CheckResult(f"shard {k}/{n}", "-", device, "setup", "-", "shard process", False, None, None, None, None, None, message)
