@@ -101,7 +101,7 @@ def crosscheck_times(case, dtype, trials, torch_side, jax_side) -> dict:
 
 
 def cli_times(trials: int, layers: list[str]) -> dict:
-    """The whole CLI in fresh processes: cold (empty compilation cache) then warm."""
+    """The whole CLI in fresh processes: cold (empty cache folder), warm, and warm with `--jobs 2`."""
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "CROSSCHECK_JAX_CACHE": cache}
         # The declared shapes only (`--shapes 1`): the targets are stated per case and dtype.
@@ -109,9 +109,10 @@ def cli_times(trials: int, layers: list[str]) -> dict:
         for layer in layers:
             cmd += ["--layer", layer]
         out = {}
-        for label in ("cold", "warm"):
+        # Then warm again with the cases split over both cores' processes (`--jobs 2`).
+        for label, more in (("cold", []), ("warm", []), ("warm_jobs2", ["--jobs", "2"])):
             start = time.perf_counter()
-            done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            done = subprocess.run(cmd + more, env=env, capture_output=True, text=True)
             out[label] = time.perf_counter() - start
             out[f"{label}_exit"] = done.returncode
     return out
@@ -219,7 +220,8 @@ def format_table(result) -> str:
     if "cli" in result:
         c = result["cli"]
         lines.append(f"whole CLI, {result['trials']} trials, all dtypes, declared shapes: cold {c['cold']:.1f} s (exit {c['cold_exit']}), "
-                     f"warm {c['warm']:.1f} s (exit {c['warm_exit']})")
+                     f"warm {c['warm']:.1f} s (exit {c['warm_exit']})"
+                     + (f", warm with --jobs 2 {c['warm_jobs2']:.1f} s (exit {c['warm_jobs2_exit']})" if "warm_jobs2" in c else ""))
     lines += ["", "targets (all cases, four dtypes, 8 trials, on 2 CPU cores):", *targets(result, total)]
     return "\n".join(lines)
 
@@ -242,6 +244,8 @@ def targets(result, total) -> list[str]:
         c = result["cli"]
         rows.append(("whole CLI cold (empty compilation cache)", c["cold"], 60.0, "s"))
         rows.append(("whole CLI warm (compilation cache filled)", c["warm"], 20.0, "s"))
+        if "warm_jobs2" in c:
+            rows.append(("whole CLI warm, --jobs 2", c["warm_jobs2"], 20.0, "s"))
     if total["frameworks"] > 0:
         rows.append(("harness share of the frameworks' time", 100 * total["harness"] / total["frameworks"], 30.0, "%"))
     for name, curve in result["trials_curve"].items():

@@ -14,7 +14,7 @@ def _result(cold, warm):
     return {
         "trials": 8, "dtypes": ["float64", "bfloat16"], "cases": {"relu": row, "tanh": dict(row, by_dtype={})},
         "trials_curve": {"relu": {1: 0.1, 1024: 0.3}}, "size_curve": {},
-        "cli": {"cold": cold, "cold_exit": 0, "warm": warm, "warm_exit": 0},
+        "cli": {"cold": cold, "cold_exit": 0, "warm": warm, "warm_exit": 0, "warm_jobs2": warm / 2, "warm_jobs2_exit": 0},
     }
 
 
@@ -27,6 +27,8 @@ def test_table_gives_ratios_dtypes_and_verdicts():
     assert "  bfloat16: 0.2 s / 1.5 s over 1 cases" in table
     assert "holds: whole CLI cold (empty compilation cache): 45 s (target < 60 s)" in table
     assert "MISSED: whole CLI warm (compilation cache filled): 30 s (target < 20 s)" in table
+    assert "holds: whole CLI warm, --jobs 2: 15 s (target < 20 s)" in table
+    assert "warm with --jobs 2 15.0 s (exit 0)" in table
     assert "holds: harness share of the frameworks' time: 25 % (target < 30 %)" in table
     assert "holds: 1024 trials / 1 trial (relu): 3 x" in table
 
