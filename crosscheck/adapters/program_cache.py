@@ -105,9 +105,10 @@ class ProgramCache:
         """`jitted(*args)`: the program `name` of `fn` (a function or module factory), with
         `args` on `device` (or sharded over its platform); `extra` files join its manifest."""
         who = identity(fn)
-        if who is None:
+        if who is None:  # never kept, but a trace JAX keeps from it must still be seen
             self.untold += 1
-            return jitted(*args)
+            with self.watch():
+                return jitted(*args)
         text = f"{name}\n{who}\n{device.platform} {device.device_kind}\n{_signature(args)}\n{self.environment}"
         path = os.path.join(self.folder, hashlib.sha256(text.encode()).hexdigest())
         executable = self.memory.get(path)
@@ -132,7 +133,8 @@ class ProgramCache:
         who = identity(fn)
         if who is None:
             self.untold += 1
-            return thunk()
+            with self.watch():
+                return thunk()
         text = f"{name}\n{who}\n{_signature(args)}\n{self.environment}"
         path = os.path.join(self.folder, hashlib.sha256(text.encode()).hexdigest())
         try:
@@ -162,10 +164,21 @@ class ProgramCache:
         files are watched without clearing JAX's caches first: nothing of it is kept, and the
         files only join the manifests of its module's programs, whose own traces clear them."""
         self.unkept += 1
-        with watching() as seen:
-            value = thunk()
+        value, seen = self._watched_alone(thunk)
         self.last_manifest = None if seen is None else self.sources.manifest(seen)
         return value
+
+    def _watched_alone(self, thunk):
+        """`(thunk(), the files it ran)`, watched on its own; those files also join the case
+        run's, when it is watched (a trace JAX keeps from it may serve a later program)."""
+        with watching() as seen:
+            value = thunk()
+        if self.watched is not None:
+            if seen is None:
+                self.blind = True
+            else:
+                self.watched |= seen
+        return value, seen
 
     def _watch_from_here(self) -> None:
         """At a case run's first miss: clear JAX's caches, and watch every trace from now on."""
@@ -221,9 +234,7 @@ class ProgramCache:
             out = self.remember(f"module build {key[1]}", key[0], (), thunk)
             files = self.last_manifest
         else:
-            with watching() as seen:
-                out = thunk()
-            files = seen
+            out, files = self._watched_alone(thunk)
         if key not in self.built or files is None:
             self.built[key] = files
         return out
