@@ -211,11 +211,7 @@ def _jobs(args, command: str):
     from . import jobs, session
 
     # What each shard would refuse, refused once here, before any process starts.
-    for name, value in (("--trials", args.trials), ("--shapes", args.shapes)):
-        if value < 1:
-            raise UsageError(f"`{name}` (={value}) must be at least 1")
-    if args.device not in ("auto", "cpu", "cuda"):
-        raise UsageError(f"`--device` (={args.device!r}) must be one of auto, cpu, cuda")
+    session.check_options(args.trials, args.shapes, args.device)
     try:
         registry.select(args.layer)
     except ValueError as e:

@@ -21,9 +21,22 @@ def _adapters():
     return adapters.get("torch"), adapters.get("jax")
 
 
-def resolve_device(device: str, torch=None, jax=None) -> str:
+def check_options(trials: int, shapes: int, device: str) -> None:
+    """Refuse what no run can take (before any framework is imported)."""
+    if trials < 1:
+        raise UsageError(f"`--trials` (={trials}) must be at least 1")
+    if shapes < 1:
+        raise UsageError(f"`--shapes` (={shapes}) must be at least 1")
+    _check_device(device)
+
+
+def _check_device(device: str) -> None:
     if device not in ("auto", "cpu", "cuda"):
         raise UsageError(f"`--device` (={device!r}) must be one of auto, cpu, cuda")
+
+
+def resolve_device(device: str, torch=None, jax=None) -> str:
+    _check_device(device)
     if device == "cpu":
         return "cpu"
     if torch is None:
@@ -129,10 +142,7 @@ def run(
     `program_cache` keeps compiled JAX programs between runs (`JaxAdapter.use_programs`); it
     applies only to registered cases (not to `cases` given here), which no one has replaced.
     """
-    if trials < 1:
-        raise UsageError(f"`--trials` (={trials}) must be at least 1")
-    if shapes < 1:
-        raise UsageError(f"`--shapes` (={shapes}) must be at least 1")
+    check_options(trials, shapes, device)
     if not isinstance(seed, int) and len(seed) == 0:
         raise UsageError(f"`--seeds` (={seed}) is empty")
     try:
