@@ -52,7 +52,6 @@ def _persistent_cache() -> None:
 
 _persistent_cache()
 
-import contextlib  # noqa: E402
 import functools  # noqa: E402
 
 from . import call  # noqa: E402
@@ -175,18 +174,17 @@ class JaxAdapter:
         if self.programs is not None:
             self.programs.new_case()
 
-    def watch(self):
-        """Around JAX work outside the programs that may trace a case's functions (see
-        ProgramCache.watch): a trace kept from it would hide files from a program's manifest."""
-        return self.programs.watch() if self.programs is not None else contextlib.nullcontext()
-
     def remember(self, name: str | None, fn, args: tuple, thunk):
         """`thunk()`, kept between runs by the program cache when it is on and `name` names
         it (see ProgramCache.remember)."""
         if self.programs is None or name is None:
-            with self.watch():
-                return thunk()
+            return thunk()
         return self.programs.remember(name, fn, args, thunk)
+
+    def _build(self, key, thunk, keep: bool = False):
+        """`thunk()`, building the module `key`, through the program cache when it is on (see
+        ProgramCache.build)."""
+        return thunk() if self.programs is None else self.programs.build(key, thunk, keep)
 
     def _call(self, program, name: str | None, fn, args: tuple, extra=()):
         """`program(*args)`, through the program cache when it is on and `name` names the
@@ -310,14 +308,14 @@ class JaxAdapter:
         from ..convert._core import _nnx_set
 
         jdtype = self.jax_dtype(dtype)
-        watch = self.programs.build if self.programs is not None else lambda key, thunk, keep=False: thunk()
-        module = nnx.merge(*watch((factory, dtype), lambda: _abstract_module(factory, jdtype), keep=True), copy=True)
+        key = (factory, dtype)
+        module = nnx.merge(*self._build(key, lambda: _abstract_module(factory, jdtype), keep=True), copy=True)
         for path, value in values.items():
             _nnx_set(module, path, value, jdtype)
         leaves = jax.tree_util.tree_leaves(nnx.state(module))
         if any(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in leaves):
             with jax.default_device(self.device):
-                module = watch((factory, dtype), lambda: _built(factory, jdtype)())
+                module = self._build(key, lambda: _built(factory, jdtype)())
             for path, value in values.items():
                 _nnx_set(module, path, value, jdtype)
         return module
