@@ -200,6 +200,20 @@ def test_a_value_that_does_not_pickle_is_computed_each_run_and_marked(tmp_path):
     assert (again.hits, again.misses, again.unkept) == (0, 0, 1)
 
 
+def test_a_value_holding_importable_jax_functions_is_kept(tmp_path):
+    # jnp.tanh (jitted) and jax.nn.relu (custom_jvp) refuse plain pickling; a module that
+    # holds one as its activation was rebuilt every run.
+    with pytest.raises(pickle.PicklingError):
+        pickle.dumps(jnp.tanh)
+    folder = str(tmp_path / "programs")
+    x = (jnp.ones(()),)
+    first = ProgramCache(folder)
+    first.remember("activations", _scaled, x, lambda: {"act": jnp.tanh, "gate": jax.nn.relu})
+    again = ProgramCache(folder)
+    kept = again.remember("activations", _scaled, x, lambda: pytest.fail("computed again"))
+    assert kept == {"act": jnp.tanh, "gate": jax.nn.relu} and (again.hits, again.unkept) == (1, 0)
+
+
 def test_another_checkout_of_the_same_layer_is_another_program(tmp_path, monkeypatch):
     """Two folders hold a module of the same name, with different backwards; one cache folder.
     The first checkout's files stay unchanged, so only the key can tell them apart."""

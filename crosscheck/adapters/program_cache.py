@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import os
 import pickle
 import sys
+import types
 
 import jax
 from jax.experimental import serialize_executable
@@ -49,6 +51,33 @@ def _uncached():
 
 # Kept in place of a value that does not pickle, so that later runs know not to try.
 UNKEPT = "<not kept: does not pickle>"
+
+
+def _named(module: str, qualname: str):
+    """The object that `module` holds at `qualname`."""
+    obj = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles a callable that its module holds under its own name (`jnp.tanh`, `jax.nn.relu`:
+    jitted or custom_jvp objects, which pickle refuses) as that name, as pickle does for a plain
+    function. A module built with such a function as its activation is then kept between runs;
+    rebuilding it took 100 ms per run (32 of 384 case runs in a full run)."""
+
+    def reducer_override(self, obj):
+        if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)) or not callable(obj):
+            return NotImplemented
+        module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+        if not (isinstance(module, str) and isinstance(qualname, str)):
+            return NotImplemented
+        try:
+            found = _named(module, qualname)
+        except Exception:  # not importable under that name: pickled as usual, or refused
+            return NotImplemented
+        return (_named, (module, qualname)) if found is obj else NotImplemented
 
 
 def _environment() -> str:
@@ -219,7 +248,7 @@ class ProgramCache:
         tmp = f"{path}.{os.getpid()}.tmp"
         try:
             with open(tmp, "wb") as f:
-                pickle.dump(entry, f)
+                _Pickler(f).dump(entry)
         except (pickle.PicklingError, AttributeError, TypeError):  # a class defined in a function
             os.remove(tmp)
             return False
