@@ -7,6 +7,8 @@ that need it into failed checks carrying its error, and every other check still 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import time
 import traceback
@@ -17,6 +19,11 @@ import numpy as np
 
 from .compare import UNIT_ROUNDOFF, Comparison, Tolerance, compare, tolerance
 from .registry import DTYPES, LOW_PRECISION, Case
+
+# Finite differences: the step, about the cube root of float64's unit roundoff (see
+# `CaseRun.check_finite_differences`), and the stencil's points, in steps.
+FD_STEP = UNIT_ROUNDOFF["float64"] ** (1 / 3)
+FD_SHIFTS = (-2, -1, 1, 2)
 
 
 @dataclass
@@ -59,6 +66,12 @@ def _stage(label: str, thunk, clock: dict | None = None) -> Outcome:
             clock[label] = clock.get(label, 0.0) + time.perf_counter() - start
 
 
+def _then(request, post):
+    """`request` (a JAX adapter `Request`) finishing with `post` applied to its result."""
+    finish = request.finish
+    return dataclasses.replace(request, finish=lambda raw: post(finish(raw)))
+
+
 def round_to(a: np.ndarray, dtype: str) -> np.ndarray:
     """`a` rounded once to `dtype`, held in float64, so both frameworks get identical values."""
     import ml_dtypes
@@ -94,6 +107,7 @@ class CaseRun:
         self.bucket, self.shape = bucket
         self.repro = repro_command(case, dtype, device, self.seed, trials, self.bucket + 1)
         self.clock: dict[str, float] = {}  # seconds per stage: the frameworks' share of the run
+        self.fused: dict = {}  # JAX stages' values from one program (`_fuse`), by stage key
 
     def _stage(self, label, thunk) -> Outcome:
         return _stage(label, thunk, self.clock)
@@ -205,20 +219,69 @@ class CaseRun:
         return {} if side == "torch" or role is None else {"name": f"{self.case.name} [{self.shape}] {role}"}
 
     def _vjp(self, side, fn, dtype=None):
-        adapter = self.torch if side == "torch" else self.jax
+        if side == "jax":
+            return self._jax(("vjp", fn, dtype), lambda: self._jax_vjp(fn, dtype))
         diff = [t.differentiable for t in self.case.tensors]
-        outs, grads, meta = adapter.vjp(fn, self._args(side, dtype), diff, self._cts(side, dtype), **self._named(side, fn))
-        if side == "jax":  # back to torch's layout, where all comparisons happen
+        return self.torch.vjp(fn, self._args(side, dtype), diff, self._cts(side, dtype))
+
+    def _jax_vjp(self, fn, dtype=None):
+        diff = [t.differentiable for t in self.case.tensors]
+        request = self.jax.vjp_request(fn, self._args("jax", dtype), diff, self._cts("jax", dtype), **self._named("jax", fn))
+
+        def to_torch_layout(value):  # where all comparisons happen
+            outs, grads, meta = value
             outs = tuple(lay.from_jax(o) for lay, o in zip(self._out_layouts(len(outs)), outs))
             grads = [None if g is None else t.layout.from_jax(g) for t, g in zip(self.case.tensors, grads)]
-        return outs, grads, meta
+            return outs, grads, meta
+
+        return _then(request, to_torch_layout)
 
     def _forward(self, side, fn, shift=None):
-        adapter = self.torch if side == "torch" else self.jax
-        outs = adapter.forward(fn, self._args(side, shift=shift), **self._named(side, fn))
         if side == "jax":
-            outs = tuple(lay.from_jax(o) for lay, o in zip(self._out_layouts(len(outs)), outs))
-        return outs
+            return self._jax(("forward", fn, shift), lambda: self._jax_forward(fn, shift))
+        return self.torch.forward(fn, self._args(side, shift=shift))
+
+    def _jax_forward(self, fn, shift=None):
+        request = self.jax.forward_request(fn, self._args("jax", shift=shift), **self._named("jax", fn))
+        return _then(request, lambda outs: tuple(lay.from_jax(o) for lay, o in zip(self._out_layouts(len(outs)), outs)))
+
+    def _jax(self, key, request):
+        """The JAX stage `key`: its value from the case run's fused program (`_fuse`) where it
+        ran there, else its `request()` run alone."""
+        if key in self.fused:
+            return self.fused[key]
+        return self.jax.run(request())
+
+    def _fuse(self) -> dict:
+        """Every JAX program this case run needs, run as one (`JaxAdapter.run_together`):
+        `{stage key: value}`. A request that cannot be made is left out, and where the fused
+        program fails, nothing is returned: each stage then runs its own program, and reports
+        its own error, as if nothing had been fused."""
+        case = self.case
+        plan = {
+            ("vjp", case.jax_fn, None): lambda: self._jax_vjp(case.jax_fn),
+            ("forward", case.jax_fn, None): lambda: self._jax_forward(case.jax_fn),
+        }
+        oracle = "float64" if self.low else None
+        plan[("vjp", case.jax_ref, oracle)] = lambda: self._jax_vjp(case.jax_ref, oracle)
+        if case.jax_module is not None:
+            plan[("module",)] = self._jax_module
+        if self.dtype == "float64":
+            for m in FD_SHIFTS:
+                plan[("forward", case.jax_fn, m * FD_STEP)] = functools.partial(self._jax_forward, case.jax_fn, m * FD_STEP)
+        if case.second_order and not self.low:
+            for fn in (case.jax_fn, case.jax_ref):
+                plan[("hvp", fn)] = functools.partial(self._jax_hvp, fn)
+        requests = {}
+        for key, make in plan.items():
+            try:
+                requests[key] = make()
+            except Exception:  # its stage makes it again, and reports the error
+                continue
+        try:
+            return dict(zip(requests, self.jax.run_together(list(requests.values()))))
+        except Exception:
+            return {}
 
     # -- the run -------------------------------------------------------------------------
     def run(self) -> list[CheckResult]:
@@ -228,6 +291,7 @@ class CaseRun:
         if drawn.error:
             self.error("setup", "-", "inputs", drawn.error)
             return self.results
+        self.fused = self._stage("jax programs, fused", self._fuse).value or {}
         stages = {
             "torch": self._stage("torch custom vjp", lambda: self._vjp("torch", case.torch_fn)),
             "jax": self._stage("jax custom vjp", lambda: self._vjp("jax", case.jax_fn)),
@@ -260,47 +324,59 @@ class CaseRun:
         dtype differs from their primal's.
         """
         case = self.case
+        if side == "jax":
+            return None if case.jax_module is None else self._jax(("module",), self._jax_module)
+        if case.torch_module is None:
+            return None
         n_in = len(case.inputs)
         args = self._args(side, trial=0)
         xs = args[:n_in]
         cts = self._cts(side, trial=0)
         in_diff = [t.differentiable for t in case.inputs]
         keywords = [t.name if t.keyword else None for t in case.inputs]
-        if side == "torch":
-            if case.torch_module is None:
-                return None
-            module = case.torch_module(self.torch.torch_dtype(self.dtype), self.torch.device)
-            state = {t.name: a for t, a in zip(case.params, args[n_in:])}
-            outs, grads, meta = self.torch.module_grads(module, xs, in_diff, state, cts, keywords)
-            ordered = [grads.get(i) for i in range(n_in)] + [grads.get(t.name) for t in case.params]
-            problems = []
-            for t, m, x in zip(case.tensors, [meta.get(i) for i in range(n_in)] + [meta.get(t.name) for t in case.params], args):
-                want = (tuple(t.shape), self.dtype)
-                if t.differentiable and (m is None or m != want):
-                    problems.append(f"grad of {t.name}: {'missing' if m is None else f'{m[0]} {m[1]}'}, expected {want[0]} {want[1]}")
-            return outs, ordered, problems
-        if case.jax_module is None:
-            return None
+        module = case.torch_module(self.torch.torch_dtype(self.dtype), self.torch.device)
+        state = {t.name: a for t, a in zip(case.params, args[n_in:])}
+        outs, grads, meta = self.torch.module_grads(module, xs, in_diff, state, cts, keywords)
+        ordered = [grads.get(i) for i in range(n_in)] + [grads.get(t.name) for t in case.params]
+        problems = []
+        for t, m, x in zip(case.tensors, [meta.get(i) for i in range(n_in)] + [meta.get(t.name) for t in case.params], args):
+            want = (tuple(t.shape), self.dtype)
+            if t.differentiable and (m is None or m != want):
+                problems.append(f"grad of {t.name}: {'missing' if m is None else f'{m[0]} {m[1]}'}, expected {want[0]} {want[1]}")
+        return outs, ordered, problems
+
+    def _jax_module(self):
+        case = self.case
+        n_in = len(case.inputs)
+        args = self._args("jax", trial=0)
+        in_diff = [t.differentiable for t in case.inputs]
+        keywords = [t.name if t.keyword else None for t in case.inputs]
         pmap = case.module_param_map()
         torch_layout = {t.name: self.data[t.name][0] for t in case.params}
         # In the run's dtype, as the torch module holds them: Flax keeps batch stats in
         # float32 whatever the module's dtype, which would round float64 running statistics.
         module = self.jax.build_module(case.jax_module, self.dtype, pmap.to_nnx(torch_layout))
-        outs, in_grads, p_grads, meta, expected = self.jax.module_grads(
-            module, xs, in_diff, cts, keywords, key=(case.jax_module, self.dtype), **self._named(side, case.jax_module)
+        request = self.jax.module_request(
+            module, args[:n_in], in_diff, self._cts("jax", trial=0), keywords,
+            key=(case.jax_module, self.dtype), **self._named("jax", case.jax_module),
         )
-        outs = tuple(lay.from_jax(o[None]) for lay, o in zip(self._out_layouts(len(outs)), outs))
-        p_torch = (pmap.grads_to_torch or pmap.to_torch)(p_grads)
-        ordered = [None if i not in in_grads else t.layout.from_jax(in_grads[i][None]) for i, t in enumerate(case.inputs)]
-        ordered += [None if t.name not in p_torch else p_torch[t.name][None] for t in case.params]
-        problems = [
-            f"grad of {k if isinstance(k, str) else case.inputs[k].name}: {meta[k][0]} {meta[k][1]}, "
-            f"expected {expected[k][0]} {expected[k][1]}"
-            for k in expected
-            if meta.get(k) != expected[k]
-        ]
-        problems += [f"grad of {t.name}: missing" for t in case.params if t.differentiable and t.name not in p_torch]
-        return outs, ordered, problems
+
+        def to_torch_layout(value):
+            outs, in_grads, p_grads, meta, expected = value
+            outs = tuple(lay.from_jax(o[None]) for lay, o in zip(self._out_layouts(len(outs)), outs))
+            p_torch = (pmap.grads_to_torch or pmap.to_torch)(p_grads)
+            ordered = [None if i not in in_grads else t.layout.from_jax(in_grads[i][None]) for i, t in enumerate(case.inputs)]
+            ordered += [None if t.name not in p_torch else p_torch[t.name][None] for t in case.params]
+            problems = [
+                f"grad of {k if isinstance(k, str) else case.inputs[k].name}: {meta[k][0]} {meta[k][1]}, "
+                f"expected {expected[k][0]} {expected[k][1]}"
+                for k in expected
+                if meta.get(k) != expected[k]
+            ]
+            problems += [f"grad of {t.name}: missing" for t in case.params if t.differentiable and t.name not in p_torch]
+            return outs, ordered, problems
+
+        return _then(request, to_torch_layout)
 
     def _out_label(self, i, n):
         return "output" if n == 1 else f"output {i}"
@@ -443,18 +519,17 @@ class CaseRun:
                     self.values("grad-autodiff", f"grad of {tensor.name}", f"{side} autodiff vs {side} custom", a, b, gtol)
 
     def _hvp(self, side, fn):
-        adapter = self.torch if side == "torch" else self.jax
-        diff = [t.differentiable for t in self.case.tensors]
-        names = [t.name for t in self.case.tensors if t.differentiable]
-        if side == "torch":
-            vs = [self.torch.from_numpy(self.direction[n], "float", self.dtype) for n in names]
-        else:
-            by_name = {t.name: t for t in self.case.tensors}
-            vs = [self._jax_array(by_name[n], self.direction[n]) for n in names]
-        hv = adapter.hvp(fn, self._args(side), diff, self._cts(side), vs, **self._named(side, fn))
         if side == "jax":
-            hv = [None if h is None else t.layout.from_jax(h) for t, h in zip(self.case.tensors, hv)]
-        return hv
+            return self._jax(("hvp", fn), lambda: self._jax_hvp(fn))
+        diff = [t.differentiable for t in self.case.tensors]
+        vs = [self.torch.from_numpy(self.direction[t.name], "float", self.dtype) for t in self.case.tensors if t.differentiable]
+        return self.torch.hvp(fn, self._args(side), diff, self._cts(side), vs)
+
+    def _jax_hvp(self, fn):
+        diff = [t.differentiable for t in self.case.tensors]
+        vs = [self._jax_array(t, self.direction[t.name]) for t in self.case.tensors if t.differentiable]
+        request = self.jax.hvp_request(fn, self._args("jax"), diff, self._cts("jax"), vs, **self._named("jax", fn))
+        return _then(request, lambda hv: [None if h is None else t.layout.from_jax(h) for t, h in zip(self.case.tensors, hv)])
 
     def check_second_order(self):
         """Hessian-vector products: torch double backward vs JAX jvp of grad, and each vs the
@@ -496,12 +571,11 @@ class CaseRun:
         if custom.error:
             self.error("finite-diff", "-", label, custom.error)
             return
-        u = UNIT_ROUNDOFF["float64"]
-        h = u ** (1 / 3)
+        u, h = UNIT_ROUNDOFF["float64"], FD_STEP
         fn = self.case.torch_fn if side == "torch" else self.case.jax_fn
 
         def fd():
-            at = {m: self._forward(side, fn, shift=m * h) for m in (-2, -1, 1, 2)}
+            at = {m: self._forward(side, fn, shift=m * h) for m in FD_SHIFTS}
             k = self.trials
             loss = lambda outs: sum(np.sum((o * c).reshape(k, -1), axis=1) for o, c in zip(outs, self.cts))  # noqa: E731
             outs, grads, _ = custom.value

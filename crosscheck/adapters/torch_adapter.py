@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ..diagnose import shape_hint
-from . import call
+from . import call, vjp_result
 
 framework_name = "torch"
 
@@ -93,15 +93,7 @@ class TorchAdapter:
 
         others = {i: a for i, (a, d) in enumerate(zip(args, diff)) if not d}
         outs, grads = torch.func.vmap(per_trial)(tuple(args[i] for i in idx), others, tuple(cts))
-        full = [None] * len(args)
-        for i, g in zip(idx, grads):
-            full[i] = g
-        meta = [None if g is None else (tuple(g.shape[1:]), self.dtype_name(g)) for g in full]
-        return (
-            tuple(self.to_numpy(o) for o in outs),
-            [None if g is None else self.to_numpy(g) for g in full],
-            meta,
-        )
+        return vjp_result(self, len(args), idx, outs, grads)
 
     def hvp(self, fn, args: list, diff: list[bool], cts: list, vs: list):
         """Hessian-vector products of `L = sum(ct * fn(args))` along `vs`, by double backward."""

@@ -1,0 +1,60 @@
+"""A case run's JAX programs run as one compiled program, with the same results as alone."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from crosscheck import adapters, registry
+from crosscheck.adapters.jax_adapter import JaxAdapter
+from crosscheck.runner import CaseRun
+
+
+@pytest.fixture(scope="module")
+def sides():
+    return adapters.get("torch"), adapters.get("jax")
+
+
+def _counted(monkeypatch):
+    """Counts the compiled programs that the JAX side runs."""
+    calls = []
+    real = JaxAdapter._call
+    monkeypatch.setattr(JaxAdapter, "_call", lambda self, program, *a: calls.append(program) or real(self, program, *a))
+    return calls
+
+
+def _results(case, sides, dtype="float64"):
+    return [(r.check, r.tensor, r.compared, r.passed, r.max_abs_err, r.message) for r in CaseRun(case, dtype, "cpu", 3, 0, *sides).run()]
+
+
+@pytest.mark.parametrize("name, dtype", [("linear", "float64"), ("lstm_cell", "float32"), ("batch_norm", "bfloat16")])
+def test_every_jax_stage_comes_from_one_program_with_the_results_it_gives_alone(name, dtype, sides, monkeypatch):
+    case = registry.select([name])[0]
+    calls = _counted(monkeypatch)
+    fused = _results(case, sides, dtype)
+    assert len(calls) == 1  # vjps, forwards (and shifted ones), module, hvps: one program
+    calls.clear()
+    monkeypatch.setattr(CaseRun, "_fuse", lambda self: {})
+    alone = _results(case, sides, dtype)
+    assert len(calls) >= 4
+    assert fused == alone and all(r[3] for r in fused)
+
+
+def test_a_stage_that_fails_fails_alone_and_the_others_still_pass(sides, monkeypatch):
+    case = registry.select(["linear"])[0]
+
+    def broken_reference(*args):
+        raise ValueError("the reference is broken")
+
+    broken = dataclasses.replace(case, jax_ref=broken_reference)
+    calls = _counted(monkeypatch)
+    results = CaseRun(broken, "float64", "cpu", 3, 0, *sides).run()
+    assert len(calls) > 1  # the fused program failed, so each stage ran its own
+    failed = {(r.check, r.compared) for r in results if not r.passed}
+    assert failed == {
+        ("forward-reference", "jax custom vs reference"),
+        ("grad-autodiff", "jax custom vs autodiff"),
+        ("hvp-autodiff", "jax autodiff vs jax custom"),
+    }
+    assert all("ValueError: the reference is broken" in r.message for r in results if not r.passed)
