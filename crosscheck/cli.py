@@ -40,9 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", metavar="I/N", help="run only shard I of N (0-based) of the cases, e.g. 0/4")
     p.add_argument(
         "--jobs", type=int, default=1, metavar="N",
-        help="split the cases over N processes (one --shard each) and merge their reports; "
-             "no progress bar (default 1)",
+        help="split the cases over N processes (one --shard each) and merge their reports (default 1)",
     )
+    # A shard started by `--jobs` writes its progress here, for the parent's bar.
+    p.add_argument("--progress-file", metavar="PATH", help=argparse.SUPPRESS)
     p.add_argument(
         "--no-program-cache",
         action="store_true",
@@ -82,7 +83,37 @@ class _Progress:
 
     def stop(self):
         self.bar.advance(self.task)
+        self.finish()
+
+    def show(self, done: int, total: int, label: str):
+        """Set the bar outright (`--jobs`: the shards' progress, summed)."""
+        if self.task is None:
+            self.start(total)
+        self.bar.update(self.task, completed=done, total=total, description=label)
+
+    def finish(self):
         self.bar.stop()
+
+
+class _FileProgress:
+    """A shard's progress, one line per event appended to `path`: `total N`, then each case
+    run's label, then `done` (see `jobs.progress`)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def _write(self, line: str):
+        with open(self.path, "a") as f:
+            f.write(line + "\n")
+
+    def start(self, total):
+        self._write(f"total {total}")
+
+    def step(self, label):
+        self._write(label)
+
+    def stop(self):
+        self._write("done")
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -188,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.jobs > 1:
             report = _jobs(args, command.strip())
         else:
+            progress = _FileProgress(args.progress_file) if args.progress_file else _Progress.maybe()
             report = run(args.layer, args.dtype, args.device, args.trials, seed, command=command.strip(),
-                         shard=shard, progress=_Progress.maybe(), shapes=args.shapes,
+                         shard=shard, progress=progress, shapes=args.shapes,
                          program_cache=not args.no_program_cache)
     except UsageError as e:
         print(f"crosscheck: error: {e}", file=sys.stderr)
@@ -217,7 +249,7 @@ def _jobs(args, command: str):
     except ValueError as e:
         raise UsageError(str(e)) from None
     session.check_dtypes(args.dtype)
-    return jobs.run(args, command)
+    return jobs.run(args, command, _Progress.maybe())
 
 
 def _write_reports(report, args) -> list[tuple[str, str]]:

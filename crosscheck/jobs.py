@@ -10,17 +10,19 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
+import time
 
 from . import registry
 from .runner import CheckResult
 from .session import Report
 
 
-def child_argv(args, k: int, n: int, path: str) -> list[str]:
-    """The command line of shard `k` of `n`: the run's own options, writing JSON to `path`."""
+def child_argv(args, k: int, n: int) -> list[str]:
+    """The options of shard `k` of `n`: the run's own, and the shard (what reproduces it)."""
     argv = ["--device", args.device, "--trials", str(args.trials), "--shapes", str(args.shapes), "--shard", f"{k}/{n}"]
     argv += ["--seeds", args.seeds] if args.seeds else ["--seed", str(args.seed)]
     for layer in args.layer or []:
@@ -29,7 +31,7 @@ def child_argv(args, k: int, n: int, path: str) -> list[str]:
         argv += ["--dtype", dtype]
     if args.no_program_cache:
         argv.append("--no-program-cache")
-    return [*argv, "--json", path]
+    return argv
 
 
 def _number(x):
@@ -44,9 +46,28 @@ def read_report(path: str) -> dict:
     return data
 
 
-def run(args, command: str) -> Report:
+def _progress(paths: list[str]) -> tuple[int, int, str]:
+    """`(case runs done, case runs in all, the latest label)` over the shards' progress files
+    (`cli._FileProgress`); a shard that has not started counts nothing yet."""
+    done = total = 0
+    label = "starting"
+    for path in paths:
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        steps = [ln for ln in lines[1:] if ln != "done"]
+        total += int(lines[0].split()[1]) if lines and lines[0].startswith("total ") else 0
+        done += len(steps) - (1 if steps and lines[-1] != "done" else 0)  # the last one runs still
+        label = steps[-1] if steps else label
+    return done, total, label
+
+
+def run(args, command: str, progress=None) -> Report:
     """Every shard in its own process, at once; a shard that ends without its report becomes a
-    failed check that says why, and the other shards' checks are kept."""
+    failed check that says why, and the other shards' checks are kept. `progress` (`cli._Progress`)
+    shows the shards' case runs, summed, while they run."""
     n = args.jobs
     order = {c.name: i for i, c in enumerate(registry.select(args.layer))}
     env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}  # shards sharing one GPU
@@ -59,11 +80,19 @@ def run(args, command: str) -> Report:
         running = []
         for k in range(n):
             path = os.path.join(tmp, f"{k}.json")
-            cmd = [sys.executable, "-m", "crosscheck", *child_argv(args, k, n, path)]
+            own = child_argv(args, k, n)
+            cmd = [sys.executable, "-m", "crosscheck", *own, "--progress-file", f"{path}.progress", "--json", path]
             log = open(os.path.join(tmp, f"{k}.log"), "w")
-            running.append((k, path, cmd, log, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)))
+            running.append((k, path, own, log, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)))
+        files = [f"{path}.progress" for _, path, *_ in running]
+        while progress is not None and any(r[-1].poll() is None for r in running):
+            progress.show(*_progress(files))
+            time.sleep(0.2)
+        if progress is not None:
+            progress.show(*_progress(files))
+            progress.finish()
         results, first = [], None
-        for k, path, cmd, log, proc in running:
+        for k, path, own, log, proc in running:
             proc.wait()
             log.close()
             try:
@@ -71,7 +100,7 @@ def run(args, command: str) -> Report:
             except (OSError, ValueError, TypeError) as e:
                 with open(log.name) as f:
                     tail = f.read().strip().splitlines()[-12:]
-                results.append(_shard_failure(k, n, args.device, cmd, proc.returncode, e, tail))
+                results.append(_shard_failure(k, n, args.device, own, proc.returncode, e, tail))
                 continue
             first = first or data
             results += data["checks"]
@@ -80,8 +109,8 @@ def run(args, command: str) -> Report:
     return Report(results, first["seed"], first["trials"], first["device"], command, first["versions"], first["shapes"])
 
 
-def _shard_failure(k, n, device, cmd, code, error, tail) -> CheckResult:
-    repro = "python -m crosscheck " + " ".join(cmd[3:-2])
+def _shard_failure(k, n, device, own, code, error, tail) -> CheckResult:
+    repro = "python -m crosscheck " + shlex.join(own)
     message = "\n".join([
         f"FAILED shard {k}/{n}: the process exited with status {code} and wrote no report ({type(error).__name__}: {error})",
         *("  " + line for line in tail),

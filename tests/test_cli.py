@@ -118,7 +118,32 @@ def test_jobs_split_the_cases_over_processes_into_the_same_report(tmp_path):
         report = json.loads(path.read_text())
         rows.append([(c["layer"], c["dtype"], c["check"], c["tensor"], c["compared"], c["max_abs_err"]) for c in report["checks"]])
     assert rows[0] == rows[1]
+    shown = []
+
+    class Bar:  # stands in for the terminal's progress bar
+        def show(self, done, total, label):
+            shown.append((done, total))
+
+        def finish(self):
+            shown.append("finished")
+
+    from crosscheck import cli, jobs
+
+    args = cli._parser().parse_args([*run, "--jobs", "2"])
+    jobs.run(args, "python -m crosscheck", Bar())
+    assert shown[-2:] == [(6, 6), "finished"]  # six case runs in float64, over both shards
     assert {r[0] for r in rows[1]} == {"relu", "linear", "linear-nobias", "linear-unbatched", "linear-strided", "mse"}
+
+
+def test_a_shard_writes_its_progress_and_the_parent_sums_the_shards(tmp_path):
+    from crosscheck.jobs import _progress
+
+    path = tmp_path / "0.progress"
+    assert main(["--layer", "relu", "--layer", "mse", *FAST, "--shapes", "1", "--progress-file", str(path)]) == 0
+    assert path.read_text().splitlines() == ["total 2", "relu float64", "mse float64", "done"]
+    running = tmp_path / "1.progress"  # a shard on its second of three case runs
+    running.write_text("total 3\nsigmoid float64\ntanh float64\n")
+    assert _progress([str(path), str(running), str(tmp_path / "not yet started")]) == (3, 5, "tanh float64")
 
 
 def test_a_shard_that_dies_is_a_failed_check_and_the_others_are_kept(tmp_path, monkeypatch, capsys):
@@ -126,8 +151,8 @@ def test_a_shard_that_dies_is_a_failed_check_and_the_others_are_kept(tmp_path, m
 
     real = jobs.child_argv
 
-    def argv(args, k, n, path):  # shard 1 gets an option it refuses, and writes nothing
-        return real(args, k, n, path) + (["--shapes", "0"] if k == 1 else [])
+    def argv(args, k, n):  # shard 1 gets an option it refuses, and writes nothing
+        return real(args, k, n) + (["--shapes", "0"] if k == 1 else [])
 
     monkeypatch.setattr(jobs, "child_argv", argv)
     path = tmp_path / "report.json"
@@ -137,4 +162,5 @@ def test_a_shard_that_dies_is_a_failed_check_and_the_others_are_kept(tmp_path, m
     assert "relu" in layers and "shard 1/2" in layers
     out = capsys.readouterr().out
     assert "FAILED shard 1/2: the process exited with status 2" in out and "`--shapes` (=0)" in out
-    assert "Reproduce: python -m crosscheck --device cpu" in out
+    assert "Reproduce: python -m crosscheck --device cpu" in out and "--shard 1/2 --seed 0 --layer relu" in out
+    assert "--json" not in out and "--progress-file" not in out  # the parent's plumbing, not the shard's
