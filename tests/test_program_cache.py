@@ -91,6 +91,31 @@ def test_an_edited_backward_is_compiled_again_and_an_unchanged_one_is_loaded(lay
     assert (edited.hits, edited.misses, edited.stale) == (0, 1, 1)
 
 
+def test_the_program_that_ran_next_last_time_is_loaded_ahead(layer_dir, tmp_path):
+    name = "cc_ahead_layer"
+    folder = str(tmp_path / "programs")
+    a, b = jnp.arange(1.0, 4.0), jnp.arange(1.0, 5.0)  # two shapes: two programs, a then b
+    _write_layer(layer_dir, name, 2.0)
+    first = ProgramCache(folder)
+    for x in (a, b):
+        _grad(first, _load(name).square, x)
+
+    again = ProgramCache(folder)
+    square = _load(name).square
+    assert np.array_equal(_grad(again, square, a), 2 * np.asarray(a))
+    (ahead,) = again.pending  # b's program, loading on the loader's thread
+    assert np.array_equal(_grad(again, square, b), 2 * np.asarray(b))
+    assert not again.pending and ahead in again.memory and (again.hits, again.misses) == (2, 0)
+
+    # After an edit, the program loaded ahead no longer holds, and is compiled again.
+    (layer_dir / f"{name}_helper.py").write_text("def factor():\n    return 3.0\n")
+    edited = ProgramCache(folder)
+    square = _load(name).square
+    for x in (a, b):
+        assert np.array_equal(_grad(edited, square, x), 3 * np.asarray(x))
+    assert (edited.hits, edited.misses, edited.stale) == (0, 2, 2)
+
+
 def test_a_trace_kept_by_jax_from_earlier_still_counts_its_files(layer_dir, tmp_path):
     """JAX reuses traces it made before (here the whole program, traced outside the cache);
     the first miss clears them, so the manifest still names the layer and its helper."""
