@@ -183,7 +183,7 @@ class CaseRun:
 
     def _jax_array(self, t, a, dtype=None, batched=True):
         if not batched:  # one trial: add the trial axis for the layout, then drop it
-            return self.jax.from_numpy(t.layout.to_jax(a[None])[0], t.kind, dtype or self.dtype, batched=False)
+            return self.jax.from_numpy(t.layout.to_jax(a[None])[0], t.kind, dtype or self.dtype, batched=False, beside=self.trials)
         return self.jax.from_numpy(t.layout.to_jax(a), t.kind, dtype or self.dtype)
 
     def _args(self, side, dtype=None, shift=None, trial=None):
@@ -209,7 +209,10 @@ class CaseRun:
         lays = self._out_layouts(len(self.cts))
         if trial is None:
             return [self.jax.from_numpy(lay.to_jax(c), "float", dtype or self.dtype) for lay, c in zip(lays, cts)]
-        return [self.jax.from_numpy(lay.to_jax(c[None])[0], "float", dtype or self.dtype, batched=False) for lay, c in zip(lays, cts)]
+        return [
+            self.jax.from_numpy(lay.to_jax(c[None])[0], "float", dtype or self.dtype, batched=False, beside=self.trials)
+            for lay, c in zip(lays, cts)
+        ]
 
     def _named(self, side, fn) -> dict:
         """The JAX program's name for the program cache: the case, its shape bucket and which

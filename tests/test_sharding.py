@@ -13,8 +13,18 @@ import sys
 
 SCRIPT = """
 import json, sys
-from crosscheck import adapters
+from crosscheck import adapters, runner
 from crosscheck.session import run
+
+alone = []  # JAX stages run outside their case run's one program
+stage = runner.CaseRun._jax
+
+def counted(self, key, request):
+    if key not in self.fused:
+        alone.append(key)
+    return stage(self, key, request)
+
+runner.CaseRun._jax = counted
 
 jax_side = adapters.get("jax")
 x = jax_side.from_numpy(__import__("numpy").zeros((4, 3)), "float", "float64")
@@ -22,6 +32,7 @@ odd = jax_side.from_numpy(__import__("numpy").zeros((3, 3)), "float", "float64")
 report = run(layers=["linear"], dtypes=["float64", "float32"], trials=4, shapes=1)
 json.dump({
     "devices": len(jax_side.devices),
+    "alone": len(alone),
     "even": sorted(str(d) for d in x.devices()),
     "odd": sorted(str(d) for d in odd.devices()),
     "checks": [[r.layer, r.dtype, r.check, r.tensor, r.compared, r.passed, r.max_abs_err] for r in report.results],
@@ -41,6 +52,7 @@ def test_trials_split_across_devices_and_every_check_agrees_with_one_device():
     assert one["devices"] == 1 and two["devices"] == 2
     assert len(two["even"]) == 2, "4 trials over 2 devices: each holds half"
     assert len(two["odd"]) == 1, "3 trials do not split evenly: one device holds them"
+    assert one["alone"] == two["alone"] == 0, "split trials and the module's one trial run in one program"
     assert [c[:5] for c in one["checks"]] == [c[:5] for c in two["checks"]]
     assert all(c[5] for c in one["checks"] + two["checks"])
     # Same draws, same programs; only XLA's per-device batch differs, which may reorder a

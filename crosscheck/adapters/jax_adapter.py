@@ -125,9 +125,10 @@ def _hvp_program(fn, idx: tuple[int, ...], many: bool = False):
 
 
 @functools.lru_cache(maxsize=None)
-def _trial_sharding(devices: tuple):
+def _trial_sharding(devices: tuple, whole: bool = False):
+    """Split along the trial axis over `devices`, or (`whole`) copied onto each."""
     mesh = jax.sharding.Mesh(np.array(devices), ("trials",))
-    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("trials"))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec() if whole else jax.sharding.PartitionSpec("trials"))
 
 
 # Each compiled program holds memory mappings for its code, and the kernel allows a process
@@ -231,12 +232,14 @@ class JaxAdapter:
         self.devices = tuple(jax.devices("gpu" if device == "cuda" else "cpu"))
         self.device = self.devices[0]
 
-    def placement(self, trials: int):
+    def placement(self, trials: int, whole: bool = False):
         """Where an array of `trials` trials goes: split along the trial axis over every
         device of the platform when they divide it evenly (`jit(vmap)` then runs each share
-        where it lies, with no communication: trials are independent), else one device."""
+        where it lies, with no communication: trials are independent), else one device.
+        `whole`: an array without a trial axis, used beside such arrays in one program: a
+        copy on each of the same devices, since one program takes arrays of one device set."""
         if len(self.devices) > 1 and trials % len(self.devices) == 0:
-            return _trial_sharding(self.devices)
+            return _trial_sharding(self.devices, whole)
         return self.device
 
     @staticmethod
@@ -247,12 +250,15 @@ class JaxAdapter:
     def jax_dtype(dtype: str):
         return jnp.dtype(DTYPES[dtype])
 
-    def from_numpy(self, a: np.ndarray, kind: str, dtype: str, batched: bool = True):
-        """An array on the device; `batched` (a leading trial axis) spreads it over devices."""
+    def from_numpy(self, a: np.ndarray, kind: str, dtype: str, batched: bool = True, beside: int | None = None):
+        """An array on the device; `batched` (a leading trial axis) spreads it over devices.
+        An unbatched array `beside` arrays of that many trials goes where they go (`placement`)."""
         if kind == "float":
             a = np.asarray(a, dtype=np.float64).astype(DTYPES[dtype])
         a = np.asarray(a)
-        return jax.device_put(a, self.placement(a.shape[0]) if batched and a.ndim else self.device)
+        if batched and a.ndim:
+            return jax.device_put(a, self.placement(a.shape[0]))
+        return jax.device_put(a, self.device if beside is None else self.placement(beside, whole=True))
 
     @staticmethod
     def to_numpy(x) -> np.ndarray:
