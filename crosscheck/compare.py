@@ -24,6 +24,13 @@ UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "bfloat16": 2.0**-8, 
 # that cancelled to make it, not noise in proportion to its own size.
 SCALE_FLOOR = 1e-2
 
+# A Hessian-vector product differentiates twice, and its element i sums terms of the size of
+# `ct * (parts of H) * v_i`: of the size of the direction `v`, not of the result. Where those
+# terms cancel (gelu-tanh at a zero of f''), the result carries their rounding noise: 2.98e-14
+# (270 u) on a scalar input (|v| = 1) in float64, against 1.49e-14 allowed at the unit floor.
+# So the floor of a Hessian product is at least HVP_FLOOR times the rms of its direction.
+HVP_FLOOR = 1e-1
+
 # float64 and float32 (custom vs the other framework or autodiff, same dtype): rtol = atol =
 # ROUNDING_BUDGET[kind] * sqrt(max(K, REDUCTION_FLOOR)) * u, K being the longest reduction in
 # the case (bounded by its largest tensor). See docs/tolerances.md for where the numbers
@@ -75,10 +82,13 @@ def _index(flat: int, shape: tuple[int, ...]) -> str:
     return "(trial " + ", ".join(str(int(i)) for i in idx) + ")" if len(idx) > 1 else f"(trial {int(idx[0])})"
 
 
-def compare(expected, actual, tol: Tolerance, *, scaled: bool = True, names: tuple[str, str] | None = None) -> Comparison:
+def compare(
+    expected, actual, tol: Tolerance, *, scaled: bool = True, floor: float = SCALE_FLOOR, names: tuple[str, str] | None = None
+) -> Comparison:
     """Compare two arrays of the same intended shape, element by element.
 
-    With `scaled=False` the absolute tolerance is used as given, not times the scale.
+    With `scaled=False` the absolute tolerance is used as given, not times the scale; `floor`
+    is the least scale (`SCALE_FLOOR` unless the terms behind the result are of another size).
     `names` (expected's, actual's) are used in the hints.
     """
     expected = np.asarray(expected, dtype=np.float64)
@@ -89,7 +99,7 @@ def compare(expected, actual, tol: Tolerance, *, scaled: bool = True, names: tup
         return Comparison(False, np.inf, np.inf, np.inf, tol.atol, tol.rtol, lines + hints_under([hint] if hint else []))
     finite = np.isfinite(expected)
     scale = float(np.sqrt(np.mean(np.square(expected[finite])))) if finite.any() else 0.0
-    atol = tol.atol * (max(scale, SCALE_FLOOR) if scaled else 1.0)
+    atol = tol.atol * (max(scale, floor) if scaled else 1.0)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         diff = np.abs(actual - expected)
         allowed = atol + tol.rtol * np.abs(expected)

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .compare import UNIT_ROUNDOFF, Comparison, Tolerance, compare, tolerance
+from .compare import HVP_FLOOR, SCALE_FLOOR, UNIT_ROUNDOFF, Comparison, Tolerance, compare, tolerance
 from .registry import DTYPES, LOW_PRECISION, Case
 
 # Finite differences: the step, about the cube root of float64's unit roundoff (see
@@ -132,10 +132,10 @@ class CaseRun:
             )
         )
 
-    def values(self, check, tensor, compared, expected, actual, tol: Tolerance, *, scaled=True, note=()):
+    def values(self, check, tensor, compared, expected, actual, tol: Tolerance, *, scaled=True, floor=SCALE_FLOOR, note=()):
         """`compared` reads "<expected> vs <actual>"; hints name the two sides that way."""
         names = compared.split(",")[0].split(" vs ")
-        cmp = compare(expected, actual, tol, scaled=scaled, names=tuple(names) if len(names) == 2 else None)
+        cmp = compare(expected, actual, tol, scaled=scaled, floor=floor, names=tuple(names) if len(names) == 2 else None)
         self._record(check, tensor, compared, cmp.passed, cmp, [*note, *cmp.lines] if cmp.lines else [])
 
     def error(self, check, tensor, compared, *errors: str | None):
@@ -556,7 +556,9 @@ class CaseRun:
                 continue
             for t, a, b in zip(case.tensors, exp.value, act.value):
                 if t.differentiable:
-                    self.values(check, f"hvp of {t.name}", compared, a, b, tol)
+                    v = self.direction[t.name]
+                    floor = max(SCALE_FLOOR, HVP_FLOOR * float(np.sqrt(np.mean(np.square(v))))) if v.size else SCALE_FLOOR
+                    self.values(check, f"hvp of {t.name}", compared, a, b, tol, floor=floor)
 
     def check_finite_differences(self, side, custom: Outcome):
         """Directional derivative of `L = sum(ct * f)` along a random unit `v`, per trial.

@@ -7,7 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from crosscheck.compare import REDUCTION_FLOOR, ROUNDING_BUDGET, SCALE_FLOOR, UNIT_ROUNDOFF, Tolerance, compare, tolerance
+from crosscheck.compare import (
+    HVP_FLOOR, REDUCTION_FLOOR, ROUNDING_BUDGET, SCALE_FLOOR, UNIT_ROUNDOFF, Tolerance, compare, tolerance,
+)
 
 TOL = Tolerance(1e-6, 1e-6)
 
@@ -31,6 +33,16 @@ def test_a_tiny_expected_result_is_judged_against_unit_size_noise_not_its_own():
     assert compare(noise, np.zeros_like(noise), TOL).passed
     # ...but an error the size of the floor itself is not noise
     assert not compare(noise, noise + 3 * SCALE_FLOOR * 1e-6, TOL).passed
+
+
+def test_a_floor_given_for_larger_terms_allows_their_noise_and_no_more():
+    # A Hessian product near a zero of f'', from unit-size terms (a direction of size 1).
+    expected = np.array([[3.4e-7], [1.8e-2]])
+    noisy = expected + np.array([[2.98e-14], [0.0]])  # gelu-tanh's measured float64 noise
+    tol = tolerance("float64", "hvp")
+    assert not compare(expected, noisy, tol).passed  # against SCALE_FLOOR: a false alarm
+    assert compare(expected, noisy, tol, floor=HVP_FLOOR).passed
+    assert not compare(expected, expected + 2 * tol.atol * HVP_FLOOR, tol, floor=HVP_FLOOR).passed
 
 
 def test_nan_must_match_in_place():
