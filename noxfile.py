@@ -32,7 +32,9 @@ def install(session: nox.Session, extras: str = "") -> None:
 def crosscheck(session: nox.Session) -> None:
     """Run the crosscheck of every layer (arguments go to `python -m crosscheck`)."""
     install(session, "report")
-    session.run("python", "-m", "crosscheck", *(session.posargs or ["--device", "auto"]))
+    # One process per core on a CPU-only machine (`--jobs auto`): on 2 cores, a warm run of
+    # every case took 26 to 29 s so, against 35 to 36 s in one process.
+    session.run("python", "-m", "crosscheck", *(session.posargs or ["--device", "auto", "--jobs", "auto"]))
 
 
 @nox.session

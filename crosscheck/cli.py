@@ -39,8 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="PATH", help="write a PNG of the worst error/tolerance per case and dtype")
     p.add_argument("--shard", metavar="I/N", help="run only shard I of N (0-based) of the cases, e.g. 0/4")
     p.add_argument(
-        "--jobs", type=int, default=1, metavar="N",
-        help="split the cases over N processes (one --shard each) and merge their reports (default 1)",
+        "--jobs", default="1", metavar="N",
+        help="split the cases over N processes (one --shard each) and merge their reports; auto: one "
+             "per core on a CPU-only run (default 1)",
     )
     # A shard started by `--jobs` writes its progress here, for the parent's bar.
     p.add_argument("--progress-file", metavar="PATH", help=argparse.SUPPRESS)
@@ -97,7 +98,7 @@ class _Progress:
 
 class _FileProgress:
     """A shard's progress, one line per event appended to `path`: `total N`, then each case
-    run's label, then `done` (see `jobs.progress`)."""
+    run's label, then `done` (see `jobs._progress`)."""
 
     def __init__(self, path: str):
         self.path = path
@@ -214,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         seed = _seed_range(args.seeds) if args.seeds else args.seed
         shard = _shard(args.shard) if args.shard else None
-        if args.jobs < 1:
-            raise UsageError(f"`--jobs` (={args.jobs}) must be at least 1")
+        from .jobs import count
+
+        args.jobs = count(args.jobs, args.device)
         if args.jobs > 1:
             report = _jobs(args, command.strip())
         else:

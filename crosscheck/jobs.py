@@ -7,6 +7,7 @@ each gets a like share of every family.
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
@@ -18,7 +19,27 @@ import time
 
 from . import registry
 from .runner import CheckResult
-from .session import Report
+from .session import Report, UsageError
+
+
+def count(text: str, device: str) -> int:
+    """The number of processes `--jobs` (=`text`) asks for. `auto`: one per core, at most 8
+    and one per 2 GiB of memory (a shard holds about 1 GiB), unless the run may use a GPU
+    (`--device cuda`, or `auto` on a machine with an NVIDIA device), whose memory the shards
+    would share: then 1."""
+    if text == "auto":
+        gpu = glob.glob("/dev/nvidia[0-9]*") and os.environ.get("CUDA_VISIBLE_DEVICES") not in ("", "-1")
+        if device == "cuda" or (device == "auto" and gpu):
+            return 1
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 2**31
+        return max(1, min(os.cpu_count() or 1, 8, memory // 2**31))
+    try:
+        n = int(text)
+    except ValueError:
+        raise UsageError(f"`--jobs` (={text!r}) must be a number or auto") from None
+    if n < 1:
+        raise UsageError(f"`--jobs` (={n}) must be at least 1")
+    return n
 
 
 def child_argv(args, k: int, n: int) -> list[str]:
@@ -68,7 +89,7 @@ def run(args, command: str, progress=None) -> Report:
     """Every shard in its own process, at once; a shard that ends without its report becomes a
     failed check that says why, and the other shards' checks are kept. `progress` (`cli._Progress`)
     shows the shards' case runs, summed, while they run."""
-    n = args.jobs
+    n = count(str(args.jobs), args.device)
     order = {c.name: i for i, c in enumerate(registry.select(args.layer))}
     env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}  # shards sharing one GPU
     # Each process's thread pools sized for the whole machine fight over it: on 2 cores, two

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -54,11 +55,12 @@ def test_exit_1_and_report_written_when_a_check_fails(broken_case, tmp_path, cap
         (["--device", "tpu"], ["`--device` (='tpu')"]),
         (["mutants", "--only", "nope"], ["Unknown mutant: 'nope'"]),
         (["--jobs", "0"], ["`--jobs` (=0) must be at least 1"]),
+        (["--jobs", "many"], ["`--jobs` (='many') must be a number or auto"]),
         (["--jobs", "2", "--shard", "0/2"], ["`--jobs` (=2)", "`--shard` (=0/2)"]),
         (["--jobs", "2", "--layer", "nope"], ["Unknown layer: 'nope'"]),
         (["--jobs", "2", "--trials", "0"], ["`--trials` (=0)"]),
     ],
-    ids=["layer", "dtype", "trials", "device", "mutant", "jobs", "jobs-shard", "jobs-layer", "jobs-trials"],
+    ids=["layer", "dtype", "trials", "device", "mutant", "jobs", "jobs-word", "jobs-shard", "jobs-layer", "jobs-trials"],
 )
 def test_exit_2_on_usage_errors_with_the_valid_names(args, words, capsys):
     assert main(args) == 2
@@ -133,6 +135,18 @@ def test_jobs_split_the_cases_over_processes_into_the_same_report(tmp_path):
     jobs.run(args, "python -m crosscheck", Bar())
     assert shown[-2:] == [(6, 6), "finished"]  # six case runs in float64, over both shards
     assert {r[0] for r in rows[1]} == {"relu", "linear", "linear-nobias", "linear-unbatched", "linear-strided", "mse"}
+
+
+def test_jobs_auto_takes_one_process_per_core_unless_a_gpu_may_be_used(monkeypatch):
+    from crosscheck.jobs import count
+
+    monkeypatch.setattr("os.cpu_count", lambda: 6)
+    monkeypatch.setattr("glob.glob", lambda pattern: [])  # no NVIDIA device
+    assert count("auto", "cpu") == count("auto", "auto") == min(6, os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2**31)
+    assert count("auto", "cuda") == 1 and count("3", "cuda") == 3
+    monkeypatch.setattr("glob.glob", lambda pattern: ["/dev/nvidia0"])
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert count("auto", "auto") == 1 and count("auto", "cpu") > 1
 
 
 def test_a_shard_writes_its_progress_and_the_parent_sums_the_shards(tmp_path):
