@@ -177,11 +177,14 @@ class ProgramCache:
             except OSError:
                 known = None
             if known != os.path.basename(path):
-                os.makedirs(folder, exist_ok=True)
-                tmp = f"{link}.{os.getpid()}.tmp"
-                with open(tmp, "w") as f:
-                    f.write(os.path.basename(path))
-                os.replace(tmp, link)
+                try:
+                    os.makedirs(folder, exist_ok=True)
+                    tmp = f"{link}.{os.getpid()}.tmp"
+                    with open(tmp, "w") as f:
+                        f.write(os.path.basename(path))
+                    os.replace(tmp, link)
+                except OSError:  # a hint only: without it, the next program loads when called
+                    pass
         self.previous = path
         try:
             with open(os.path.join(folder, os.path.basename(path))) as f:
