@@ -23,3 +23,27 @@ def test_programs_over_many_trials_ask_for_optimisations(monkeypatch):
         outs, grads, _ = jax_side.vjp(fn, [x], [True], [x])
         np.testing.assert_allclose(grads[0], 2 * np.ones((trials, 3)))
     assert asked == [False, True]
+
+
+
+def test_fusion_emitters_are_off_unless_the_user_chose_or_xla_lacks_the_option(monkeypatch):
+    jax_adapter._compile_options.cache_clear()
+    assert jax_adapter._compile_options() == (("xla_cpu_use_fusion_emitters", False),)
+    asked = []
+    monkeypatch.setattr(jax_adapter.jax, "jit", lambda f, **kw: asked.append(kw.get("compiler_options")))
+    jax_adapter._jit(lambda x: x, False)
+    jax_adapter._jit(lambda x: x, True)
+    assert asked == [
+        {"xla_cpu_use_fusion_emitters": False},
+        {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 2},
+    ]
+    monkeypatch.undo()
+
+    jax_adapter._compile_options.cache_clear()
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_use_fusion_emitters=true")
+    assert jax_adapter._compile_options() == ()
+    jax_adapter._compile_options.cache_clear()
+    monkeypatch.delenv("XLA_FLAGS")
+    monkeypatch.setattr(jax_adapter, "_FUSION_EMITTERS", "xla_cpu_no_such_option")
+    assert jax_adapter._compile_options() == ()  # the probe's compile refused it
+    jax_adapter._compile_options.cache_clear()
