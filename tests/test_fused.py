@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from crosscheck import adapters, registry
-from crosscheck.adapters.jax_adapter import JaxAdapter
+from crosscheck.adapters.jax_adapter import MANY_TRIALS, JaxAdapter
 from crosscheck.runner import CaseRun
 
 
@@ -24,19 +24,24 @@ def _counted(monkeypatch):
     return calls
 
 
-def _results(case, sides, dtype="float64"):
-    return [(r.check, r.tensor, r.compared, r.passed, r.max_abs_err, r.message) for r in CaseRun(case, dtype, "cpu", 3, 0, *sides).run()]
+def _results(case, sides, dtype="float64", trials=3):
+    run = CaseRun(case, dtype, "cpu", trials, 0, *sides)
+    return [(r.check, r.tensor, r.compared, r.passed, r.max_abs_err, r.message) for r in run.run()]
 
 
-@pytest.mark.parametrize("name, dtype", [("linear", "float64"), ("lstm_cell", "float32"), ("batch_norm", "bfloat16")])
-def test_every_jax_stage_comes_from_one_program_with_the_results_it_gives_alone(name, dtype, sides, monkeypatch):
+@pytest.mark.parametrize(
+    "name, dtype, trials",
+    # Many trials compile with options of their own, which only a top-level jit takes.
+    [("linear", "float64", 3), ("lstm_cell", "float32", 3), ("batch_norm", "bfloat16", 3), ("relu", "float64", MANY_TRIALS)],
+)
+def test_every_jax_stage_comes_from_one_program_with_the_results_it_gives_alone(name, dtype, trials, sides, monkeypatch):
     case = registry.select([name])[0]
     calls = _counted(monkeypatch)
-    fused = _results(case, sides, dtype)
+    fused = _results(case, sides, dtype, trials)
     assert len(calls) == 1  # vjps, forwards (and shifted ones), module, hvps: one program
     calls.clear()
     monkeypatch.setattr(CaseRun, "_fuse", lambda self: {})
-    alone = _results(case, sides, dtype)
+    alone = _results(case, sides, dtype, trials)
     assert len(calls) >= 4
     assert fused == alone and all(r[3] for r in fused)
 

@@ -8,7 +8,7 @@ from crosscheck.runner import run_case
 
 
 def _programs() -> int:
-    return jax_adapter._vjp_program.cache_info().currsize + jax_adapter._forward_program.cache_info().currsize
+    return jax_adapter._program.cache_info().currsize + jax_adapter._fused_program.cache_info().currsize
 
 
 def test_programs_are_kept_below_the_map_budget_and_dropped_above_it(monkeypatch):

@@ -109,16 +109,18 @@ def _many(args) -> bool:
     return bool(leaves) and leaves[0].shape[0] >= MANY_TRIALS
 
 
-# One jitted program per (function, differentiable positions): repeated runs of a case (other
-# dtypes trace anew inside jit, other trials counts too) never rebuild the Python wrapper, and
-# jit's own cache skips tracing when shapes and dtypes repeat.
+# One body per (function, differentiable positions), and one jitted program per body and
+# optimisation level: repeated runs of a case (other dtypes trace anew inside jit, other trials
+# counts too) never rebuild the Python wrapper, and jit's own cache skips tracing when shapes
+# and dtypes repeat. A case run's fused program composes the bodies, not the jitted programs:
+# only a top-level jit takes `compiler_options`.
 @functools.lru_cache(maxsize=None)
-def _forward_program(fn, many: bool = False):
-    return _jit(jax.vmap(lambda *a: _as_tuple(fn(*a))), many)
+def _forward_body(fn):
+    return jax.vmap(lambda *a: _as_tuple(fn(*a)))
 
 
 @functools.lru_cache(maxsize=None)
-def _vjp_program(fn, idx: tuple[int, ...], many: bool = False):
+def _vjp_body(fn, idx: tuple[int, ...]):
     def per_trial(primals, others, cts):
         def f(*p):
             a = {**others, **dict(zip(idx, p))}
@@ -127,11 +129,11 @@ def _vjp_program(fn, idx: tuple[int, ...], many: bool = False):
         out, vjp_fn = jax.vjp(f, *primals)
         return out, vjp_fn(tuple(cts))
 
-    return _jit(jax.vmap(per_trial), many)
+    return jax.vmap(per_trial)
 
 
 @functools.lru_cache(maxsize=None)
-def _hvp_program(fn, idx: tuple[int, ...], many: bool = False):
+def _hvp_body(fn, idx: tuple[int, ...]):
     def per_trial(primals, others, cts, vs):
         def loss(p):
             a = {**others, **dict(zip(idx, p))}
@@ -143,7 +145,17 @@ def _hvp_program(fn, idx: tuple[int, ...], many: bool = False):
         # time (gelu 0.04 s vs 0.58 s, multihead-attention 0.15 s vs 0.25 s).
         return jax.jvp(jax.grad(loss), (primals,), (tuple(vs),))[1]
 
-    return _jit(jax.vmap(per_trial), many)
+    return jax.vmap(per_trial)
+
+
+@functools.lru_cache(maxsize=None)
+def _program(body, many: bool = False):
+    """`body` compiled on its own (`_jit`)."""
+    return _jit(body, many)
+
+
+def _vjp_program(fn, idx: tuple[int, ...], many: bool = False):
+    return _program(_vjp_body(fn, idx), many)
 
 
 @functools.lru_cache(maxsize=None)
@@ -221,7 +233,7 @@ class JaxAdapter:
         """Drop every compiled program and every cached trace."""
         if self.programs is not None:
             self.programs.release()
-        for cached in (_forward_program, _vjp_program, _hvp_program, _module_program, _fused_program, _built, _abstract_module):
+        for cached in (_forward_body, _vjp_body, _hvp_body, _module_body, _program, _fused_program, _built, _abstract_module):
             cached.cache_clear()
         _GRAPHDEFS.clear()
         jax.clear_caches()
@@ -295,7 +307,7 @@ class JaxAdapter:
     def run(self, request: "Request"):
         """`request`'s program on its arguments, finished (to numpy)."""
         r = request
-        return r.finish(self._call(r.program, r.name, r.fn, r.args, r.extra))
+        return r.finish(self._call(_program(r.body, r.many), r.name, r.fn, r.args, r.extra))
 
     def run_together(self, requests: list["Request"]) -> list:
         """Every request's finished result, from one compiled program: a case run's programs
@@ -303,7 +315,7 @@ class JaxAdapter:
         Raises what any of them raises."""
         if not requests:
             return []
-        program = _fused_program(tuple(r.program for r in requests), any(r.many for r in requests))
+        program = _fused_program(tuple(r.body for r in requests), any(r.many for r in requests))
         names = [r.name for r in requests]
         extras = [r.extra for r in requests]
         name = None if None in names else "fused:\n" + "\n".join(names)
@@ -317,7 +329,7 @@ class JaxAdapter:
         `name` names the program for the program cache (see `use_programs`)."""
         many = _many(args)
         finish = lambda outs: tuple(self.to_numpy(o) for o in outs)  # noqa: E731
-        return Request(_forward_program(fn, many), name and f"{name} forward", fn, tuple(args), finish, many=many)
+        return Request(_forward_body(fn), name and f"{name} forward", fn, tuple(args), finish, many=many)
 
     def forward(self, fn, args: list, name: str | None = None) -> tuple:
         return self.run(self.forward_request(fn, args, name))
@@ -328,9 +340,8 @@ class JaxAdapter:
         others = {i: a for i, (a, d) in enumerate(zip(args, diff)) if not d}
         many = _many(args)
         finish = lambda raw: vjp_result(self, len(args), idx, *raw)  # noqa: E731
-        program = _vjp_program(fn, tuple(idx), many)
         split = (tuple(args[i] for i in idx), others, tuple(cts))
-        return Request(program, name and f"{name} vjp {idx}", fn, split, finish, many=many)
+        return Request(_vjp_body(fn, tuple(idx)), name and f"{name} vjp {idx}", fn, split, finish, many=many)
 
     def vjp(self, fn, args: list, diff: list[bool], cts: list, name: str | None = None):
         return self.run(self.vjp_request(fn, args, diff, cts, name))
@@ -347,9 +358,8 @@ class JaxAdapter:
                 full[i] = self.to_numpy(h)
             return full
 
-        program = _hvp_program(fn, tuple(idx), many)
         split = (tuple(args[i] for i in idx), others, tuple(cts), tuple(vs))
-        return Request(program, name and f"{name} hvp {idx}", fn, split, finish, many=many)
+        return Request(_hvp_body(fn, tuple(idx)), name and f"{name} hvp {idx}", fn, split, finish, many=many)
 
     def hvp(self, fn, args: list, diff: list[bool], cts: list, vs: list, name: str | None = None):
         return self.run(self.hvp_request(fn, args, diff, cts, vs, name))
@@ -398,7 +408,7 @@ class JaxAdapter:
         if key is not None:
             graphdef = _GRAPHDEFS.setdefault(key, graphdef)
         keywords = tuple(keywords or [None] * len(inputs))
-        program = _module_program(graphdef, idx, keywords)
+        body = _module_body(graphdef, idx, keywords)
         built = self.programs.files(key) if self.programs is not None else ()
         named = name and f"{name} module {idx} {keywords}"
 
@@ -417,7 +427,7 @@ class JaxAdapter:
                 expected,
             )
 
-        return Request(program, named, key and key[0], (params, rest, tuple(inputs), tuple(cts)), finish, built)
+        return Request(body, named, key and key[0], (params, rest, tuple(inputs), tuple(cts)), finish, built)
 
     def module_grads(self, module, inputs: list, in_diff: list[bool], cts: list, keywords=None, key=None, name=None):
         return self.run(self.module_request(module, inputs, in_diff, cts, keywords, key, name))
@@ -425,11 +435,11 @@ class JaxAdapter:
 
 @dataclass
 class Request:
-    """One program call, not yet run: `program(*args)`, then `finish` on its raw output.
+    """One program call, not yet run: `body(*args)` compiled, then `finish` on its raw output.
     `name`, `fn` and `extra` are what the program cache needs (see `JaxAdapter._call`);
     `many` whether its arguments hold MANY_TRIALS or more trials."""
 
-    program: object
+    body: object  # the function that `_program` compiles
     name: str | None
     fn: object
     args: tuple
@@ -439,13 +449,13 @@ class Request:
 
 
 @functools.lru_cache(maxsize=None)
-def _fused_program(programs: tuple, many: bool):
-    """One program that runs every one of `programs`, each on its own arguments."""
-    return _jit(lambda groups: tuple(p(*a) for p, a in zip(programs, groups)), many)
+def _fused_program(bodies: tuple, many: bool):
+    """One program that runs every one of `bodies`, each on its own arguments."""
+    return _jit(lambda groups: tuple(b(*a) for b, a in zip(bodies, groups)), many)
 
 
 @functools.lru_cache(maxsize=None)
-def _module_program(graphdef, idx: tuple[int, ...], keywords: tuple[str | None, ...]):
+def _module_body(graphdef, idx: tuple[int, ...], keywords: tuple[str | None, ...]):
     """`(params, rest, inputs, cts) -> (outs, param grads, input grads)` for one module
     structure: the user's `nnx.grad` over the module, rebuilt from its state inside `jit`."""
     from flax import nnx
@@ -464,7 +474,7 @@ def _module_program(graphdef, idx: tuple[int, ...], keywords: tuple[str | None, 
         )
         return outs, model_grads, tuple(input_grads)
 
-    return _jit(run, False)
+    return run
 
 
 _GRAPHDEFS: dict = {}
