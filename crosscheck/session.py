@@ -161,7 +161,7 @@ def run(
     device = resolve_device(device, torch, jax)
     torch.set_device(device)
     jax.set_device(device)
-    jax.use_programs(program_cache and cases is None)
+    jax.use_programs(program_cache and cases is None, f"{shard[0]}of{shard[1]}" if shard else "")
     from .precision import full_precision
 
     results: list[CheckResult] = []

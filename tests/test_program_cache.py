@@ -107,6 +107,14 @@ def test_the_program_that_ran_next_last_time_is_loaded_ahead(layer_dir, tmp_path
     assert np.array_equal(_grad(again, square, b), 2 * np.asarray(b))
     assert not again.pending and ahead in again.memory and (again.hits, again.misses) == (2, 0)
 
+    # Another order (a shard's) keeps links of its own, and follows none of these.
+    other = ProgramCache(folder)
+    other.order = "1of2"
+    _grad(other, square, a)
+    assert not other.pending
+    _grad(other, square, b)
+    assert len(os.listdir(os.path.join(folder, "next-1of2"))) == 1  # its own a -> b
+
     # After an edit, the program loaded ahead no longer holds, and is compiled again.
     (layer_dir / f"{name}_helper.py").write_text("def factor():\n    return 3.0\n")
     edited = ProgramCache(folder)
@@ -177,8 +185,8 @@ def test_only_registered_cases_use_the_program_cache(monkeypatch, tmp_path):
     seen = []
     real = jax_adapter.JaxAdapter.use_programs
 
-    def use(self, on):
-        real(self, on)
+    def use(self, on, order=""):
+        real(self, on, order)
         seen.append(self.programs)
 
     monkeypatch.setattr(jax_adapter.JaxAdapter, "use_programs", use)

@@ -191,10 +191,11 @@ class JaxAdapter:
         self.mapped: int | None = 0  # the last count of memory mappings (None: unknown)
         self.programs = None
 
-    def use_programs(self, on: bool) -> None:
+    def use_programs(self, on: bool, order: str = "") -> None:
         """Keep compiled programs between runs (`program_cache`), in `programs/` of the cache
         folder, or stop. Only for cases exactly as registered: a function replaced while the
-        process runs would find its original's program."""
+        process runs would find its original's program. `order` names the order the programs
+        run in, where it is not the whole registry's (a shard's: see ProgramCache.order)."""
         folder = _cache_folder()
         if on and folder and self.programs is None:
             try:
@@ -202,6 +203,8 @@ class JaxAdapter:
             except ImportError:  # a JAX without `jax.experimental.serialize_executable`
                 return
             self.programs = ProgramCache(os.path.join(folder, "programs"))
+        if on and self.programs is not None:
+            self.programs.order = order
         elif not on:
             self.programs = None
 

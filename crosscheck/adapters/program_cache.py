@@ -114,6 +114,10 @@ class ProgramCache:
         self.loader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="program-loader")
         self.pending: dict = {}  # path -> Future of `_load(path)`
         self.previous: str | None = None  # the program run last
+        # Which order of programs the links in `next/` follow: a shard of `--jobs 2` runs every
+        # other case, and following a one-process run's links it loaded the wrong programs
+        # ahead (a warm run took 36 s after a `--jobs 2` run, 28 s after one like itself).
+        self.order = ""
         self.built: dict = {}  # module factory -> files its construction ran
         self.hits = self.misses = self.stale = self.untold = self.unkept = 0
         self.last_manifest: dict | None = None  # of the value `remember` returned last
@@ -166,9 +170,10 @@ class ProgramCache:
         return out
 
     def _follow(self, path: str, backend) -> None:
-        """Note that `path` ran after the previous program (in `next/` of the folder), and start
-        loading the program that ran after `path` last time, unless it is loaded already."""
-        folder = os.path.join(self.folder, "next")
+        """Note that `path` ran after the previous program (in `next/` of the folder, or
+        `next-<order>/`), and start loading the program that ran after `path` last time in that
+        order, unless it is loaded already."""
+        folder = os.path.join(self.folder, f"next-{self.order}" if self.order else "next")
         if self.previous is not None and self.previous != path:
             link = os.path.join(folder, os.path.basename(self.previous))
             try:
