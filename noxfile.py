@@ -32,8 +32,8 @@ def install(session: nox.Session, extras: str = "") -> None:
 def crosscheck(session: nox.Session) -> None:
     """Run the crosscheck of every layer (arguments go to `python -m crosscheck`)."""
     install(session, "report")
-    # One process per core on a CPU-only machine (`--jobs auto`): on 2 cores, a warm run of
-    # every case took 26 to 29 s so, against 35 to 36 s in one process.
+    # One process per core on a CPU-only machine (`--jobs auto`): on 2 cores, every case took
+    # 149 to 162 s cold and 25 to 31 s warm so, against 271 s and 28 to 36 s in one process.
     session.run("python", "-m", "crosscheck", *(session.posargs or ["--device", "auto", "--jobs", "auto"]))
 
 
