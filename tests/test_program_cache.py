@@ -56,7 +56,7 @@ def _load(name: str):
 
 
 def _grad(cache: ProgramCache, fn, x):
-    program = jax_adapter._vjp_program(fn, (0,))
+    program = jax_adapter._program(jax_adapter._vjp_body(fn, (0,)))
     device = jax.devices("cpu")[0]
     _, (g,) = cache.call(program, "square [] custom vjp", fn, ((x,), {}, (jnp.ones_like(x),)), device)
     return np.asarray(g)
@@ -131,7 +131,7 @@ def test_a_trace_kept_by_jax_from_earlier_still_counts_its_files(layer_dir, tmp_
     _write_layer(layer_dir, name, 2.0)
     fn = _load(name).square
     x = jnp.arange(1.0, 4.0).reshape(3, 1)
-    jax_adapter._vjp_program(fn, (0,)).lower((x,), {}, (jnp.ones_like(x),))
+    jax_adapter._program(jax_adapter._vjp_body(fn, (0,))).lower((x,), {}, (jnp.ones_like(x),))
     cache = ProgramCache(str(tmp_path / "programs"))
     _grad(cache, fn, x)
     (entry,) = os.listdir(cache.folder)

@@ -154,10 +154,6 @@ def _program(body, many: bool = False):
     return _jit(body, many)
 
 
-def _vjp_program(fn, idx: tuple[int, ...], many: bool = False):
-    return _program(_vjp_body(fn, idx), many)
-
-
 @functools.lru_cache(maxsize=None)
 def _trial_sharding(devices: tuple, whole: bool = False):
     """Split along the trial axis over `devices`, or (`whole`) copied onto each."""

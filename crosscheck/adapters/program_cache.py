@@ -115,8 +115,8 @@ class ProgramCache:
         self.pending: dict = {}  # path -> Future of `_load(path)`
         self.previous: str | None = None  # the program run last
         # Which order of programs the links in `next/` follow: a shard of `--jobs 2` runs every
-        # other case, and following a one-process run's links it loaded the wrong programs
-        # ahead (a warm run took 36 s after a `--jobs 2` run, 28 s after one like itself).
+        # other case, so a one-process run's links would have it load the wrong programs ahead
+        # (and the right ones on the main thread). Each order keeps links of its own.
         self.order = ""
         self.built: dict = {}  # module factory -> files its construction ran
         self.hits = self.misses = self.stale = self.untold = self.unkept = 0
