@@ -96,27 +96,6 @@ class _Progress:
         self.bar.stop()
 
 
-class _FileProgress:
-    """A shard's progress, one line per event appended to `path`: `total N`, then each case
-    run's label, then `done` (see `jobs._progress`)."""
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def _write(self, line: str):
-        with open(self.path, "a") as f:
-            f.write(line + "\n")
-
-    def start(self, total):
-        self._write(f"total {total}")
-
-    def step(self, label):
-        self._write(label)
-
-    def stop(self):
-        self._write("done")
-
-
 def _shard(text: str) -> tuple[int, int]:
     try:
         i, n = (int(x) for x in text.split("/"))
@@ -221,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.jobs > 1:
             report = _jobs(args, command.strip())
         else:
-            progress = _FileProgress(args.progress_file) if args.progress_file else _Progress.maybe()
+            from .jobs import ProgressFile
+
+            progress = ProgressFile(args.progress_file) if args.progress_file else _Progress.maybe()
             report = run(args.layer, args.dtype, args.device, args.trials, seed, command=command.strip(),
                          shard=shard, progress=progress, shapes=args.shapes,
                          program_cache=not args.no_program_cache)

@@ -67,9 +67,30 @@ def read_report(path: str) -> dict:
     return data
 
 
+class ProgressFile:
+    """A shard's progress, one line per event appended to `path`: `total N`, then each case
+    run's label, then `done`, which `_progress` reads back in the parent."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def _write(self, line: str):
+        with open(self.path, "a") as f:
+            f.write(line + "\n")
+
+    def start(self, total):
+        self._write(f"total {total}")
+
+    def step(self, label):
+        self._write(label)
+
+    def stop(self):
+        self._write("done")
+
+
 def _progress(paths: list[str]) -> tuple[int, int, str]:
     """`(case runs done, case runs in all, the latest label)` over the shards' progress files
-    (`cli._FileProgress`); a shard that has not started counts nothing yet."""
+    (`ProgressFile`); a shard that has not started counts nothing yet."""
     done = total = 0
     label = "starting"
     for path in paths:
