@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
@@ -142,7 +141,11 @@ def test_jobs_auto_takes_one_process_per_core_unless_a_gpu_may_be_used(monkeypat
 
     monkeypatch.setattr("os.cpu_count", lambda: 6)
     monkeypatch.setattr("glob.glob", lambda pattern: [])  # no NVIDIA device
-    assert count("auto", "cpu") == count("auto", "auto") == min(6, os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2**31)
+    gib = {"SC_PHYS_PAGES": 24 * 2**18, "SC_PAGE_SIZE": 2**12}  # 24 GiB in 4 KiB pages
+    monkeypatch.setattr("os.sysconf", lambda name: gib[name])
+    assert count("auto", "cpu") == count("auto", "auto") == 6  # one per core
+    gib["SC_PHYS_PAGES"] = 5 * 2**18  # 5 GiB: one shard per 2 GiB
+    assert count("auto", "cpu") == 2
     assert count("auto", "cuda") == 1 and count("3", "cuda") == 3
     monkeypatch.setattr("glob.glob", lambda pattern: ["/dev/nvidia0"])
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
