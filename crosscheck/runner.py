@@ -17,13 +17,18 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .compare import HVP_FLOOR, SCALE_FLOOR, UNIT_ROUNDOFF, Comparison, Tolerance, compare, tolerance
+from .compare import SPREAD_DRAWS, UNIT_ROUNDOFF, Comparison, Tolerance, allowance, compare, rounding_error
 from .registry import DTYPES, LOW_PRECISION, Case
 
 # Finite differences: the step, about the cube root of float64's unit roundoff (see
 # `CaseRun.check_finite_differences`), and the stencil's points, in steps.
 FD_STEP = UNIT_ROUNDOFF["float64"] ** (1 / 3)
 FD_SHIFTS = (-2, -1, 1, 2)
+
+# The raw backward called with a subset of `needs_input_grad` must give the gradients it gives
+# with all of them: the same code on the same values, off by no more than a reordering of its
+# sums. Allowed: this many unit roundoffs, relative to the gradient's root-mean-square.
+CONTRACT_ROUNDING = 64
 
 
 @dataclass
@@ -132,10 +137,11 @@ class CaseRun:
             )
         )
 
-    def values(self, check, tensor, compared, expected, actual, tol: Tolerance, *, scaled=True, floor=SCALE_FLOOR, note=()):
-        """`compared` reads "<expected> vs <actual>"; hints name the two sides that way."""
+    def values(self, check, tensor, compared, expected, actual, allowed, *, note=()):
+        """`compared` reads "<expected> vs <actual>"; hints name the two sides that way.
+        `allowed`: per element (`compare.allowance`), or a `Tolerance`."""
         names = compared.split(",")[0].split(" vs ")
-        cmp = compare(expected, actual, tol, scaled=scaled, floor=floor, names=tuple(names) if len(names) == 2 else None)
+        cmp = compare(expected, actual, allowed, names=tuple(names) if len(names) == 2 else None)
         self._record(check, tensor, compared, cmp.passed, cmp, [*note, *cmp.lines] if cmp.lines else [])
 
     def error(self, check, tensor, compared, *errors: str | None):
@@ -143,12 +149,6 @@ class CaseRun:
 
     def verdict(self, check, tensor, compared, problems: list[str]):
         self._record(check, tensor, compared, not problems, None, problems)
-
-    def tolerance(self, kind: str) -> Tolerance:
-        """`compare.tolerance` for this dtype, sized by the longest reduction the case can
-        contain: no sum runs over more terms than its largest tensor holds (per trial)."""
-        sizes = [math.prod(t.shape) for t in self.case.tensors] + [math.prod(s) for s in self.out_shapes]
-        return tolerance(self.dtype, kind, self.case.tolerances, reduction=max(sizes, default=1))
 
     # -- data ----------------------------------------------------------------------------
     def draw(self):
@@ -248,6 +248,28 @@ class CaseRun:
         request = self.jax.forward_request(fn, self._args("jax", shift=shift), **self._named("jax", fn))
         return _then(request, lambda outs: tuple(lay.from_jax(o) for lay, o in zip(self._out_layouts(len(outs)), outs)))
 
+    def _rounding(self, hvp: bool = False):
+        """The rounding error scale (`compare.rounding_error`) of each element of the
+        reference's outputs and gradients (or, with `hvp`, of its Hessian products), measured
+        in float64 on the rounded inputs and held in torch's layout."""
+        case = self.case
+        diff = [t.differentiable for t in case.tensors]
+        args, cts = self._args("jax", "float64"), self._cts("jax", "float64")
+        name = self._named("jax", case.jax_ref).get("name")
+        err = functools.partial(rounding_error, dtype=self.dtype)
+        if hvp:
+            vs = [self._jax_array(t, self.direction[t.name], "float64") for t in case.tensors if t.differentiable]
+            request = self.jax.rounding_request(case.jax_ref, args, diff, cts, vs, draws=SPREAD_DRAWS, name=name)
+            return _then(request, lambda hv: [None if h is None else t.layout.from_jax(err(h)) for t, h in zip(case.tensors, hv)])
+        request = self.jax.rounding_request(case.jax_ref, args, diff, cts, draws=SPREAD_DRAWS, name=name)
+
+        def to_torch_layout(value):
+            outs, grads = value
+            outs = tuple(lay.from_jax(err(o)) for lay, o in zip(self._out_layouts(len(outs)), outs))
+            return outs, [None if g is None else t.layout.from_jax(err(g)) for t, g in zip(case.tensors, grads)]
+
+        return _then(request, to_torch_layout)
+
     def _jax(self, key, request):
         """The JAX stage `key`: its value from the case run's fused program (`_fuse`) where it
         ran there, else its `request()` run alone."""
@@ -267,6 +289,7 @@ class CaseRun:
         }
         oracle = "float64" if self.low else None
         plan[("vjp", case.jax_ref, oracle)] = lambda: self._jax_vjp(case.jax_ref, oracle)
+        plan[("rounding", "vjp")] = self._rounding
         if case.jax_module is not None:
             plan[("module",)] = self._jax_module
         if self.dtype == "float64":
@@ -275,6 +298,7 @@ class CaseRun:
         if case.second_order and not self.low:
             for fn in (case.jax_fn, case.jax_ref):
                 plan[("hvp", fn)] = functools.partial(self._jax_hvp, fn)
+            plan[("rounding", "hvp")] = functools.partial(self._rounding, True)
         requests = {}
         for key, make in plan.items():
             try:
@@ -302,6 +326,7 @@ class CaseRun:
             "jax plain": self._stage("jax custom forward", lambda: self._forward("jax", case.jax_fn)),
             "torch module": self._stage("torch module", lambda: self._module("torch")),
             "jax module": self._stage("jax module", lambda: self._module("jax")),
+            "rounding": self._stage("rounding model (jax reference, float64)", lambda: self._jax(("rounding", "vjp"), self._rounding)),
         }
         if self.low:
             oracle = self._stage("float64 oracle (jax reference)", lambda: self._vjp("jax", case.jax_ref, "float64"))
@@ -384,51 +409,51 @@ class CaseRun:
     def _out_label(self, i, n):
         return "output" if n == 1 else f"output {i}"
 
-    def _pair(self, check, label, kind, t_val, j_val, o_val, suffix=""):
-        """torch vs jax in float64/float32; each vs the float64 oracle (and the gap) in low precision."""
-        tol = self.tolerance(kind)
+    def _pair(self, check, label, t_val, j_val, o_val, err, suffix=""):
+        """torch vs jax in float64/float32; each vs the float64 oracle (and the gap) in low
+        precision. `err` is the elements' rounding error scale (`compare.rounding_error`)."""
         if not self.low:
-            self.values(check, label, f"torch vs jax{suffix}", t_val, j_val, tol)
+            self.values(check, label, f"torch vs jax{suffix}", t_val, j_val, allowance(err, 2))
             return
-        self.values(check, label, f"float64 oracle vs torch{suffix}", o_val, t_val, tol)
-        self.values(check, label, f"float64 oracle vs jax{suffix}", o_val, j_val, tol)
-        # Each side is within `tol` of the oracle, so within twice that of each other.
-        self.values(check, label, f"torch vs jax{suffix}", t_val, j_val, tol.scaled(2))
+        self.values(check, label, f"float64 oracle vs torch{suffix}", o_val, t_val, allowance(err, 1))
+        self.values(check, label, f"float64 oracle vs jax{suffix}", o_val, j_val, allowance(err, 1))
+        self.values(check, label, f"torch vs jax{suffix}", t_val, j_val, allowance(err, 2))
 
     def check_forward(self, st):
         """Forward values come from plain forward runs, so a broken backward never fails them."""
         t, j, plain = st["torch plain"], st["jax plain"], st["jax plain"]
         vjp_j, tm, jm = st["jax"], st["torch module"], st["jax module"]
-        ref_t, ref_j = st["torch ref"], st["jax ref"]
-        vtol = self.tolerance("values")
-        if t.error or j.error or ref_t.error:
-            self.error("forward", "-", "torch vs jax", t.error, j.error, ref_t.error)
+        ref_t, ref_j, rnd = st["torch ref"], st["jax ref"], st["rounding"]
+        if t.error or j.error or ref_t.error or rnd.error:
+            self.error("forward", "-", "torch vs jax", t.error, j.error, ref_t.error, rnd.error)
         else:
             n = len(t.value)
             if len(j.value) != n:
                 self.error("forward", "-", "torch vs jax", f"torch returns {n} outputs, jax {len(j.value)}")
             for i in range(min(n, len(j.value))):
-                self._pair("forward", self._out_label(i, n), "values", t.value[i], j.value[i], ref_t.value[0][i])
+                self._pair("forward", self._out_label(i, n), t.value[i], j.value[i], ref_t.value[0][i], rnd.value[0][i])
         if tm.error or jm.error or (tm.value is not None and jm.value is not None):
-            if tm.error or jm.error or ref_t.error:
-                self.error("forward", "-", "torch module vs jax module", tm.error, jm.error, ref_t.error)
+            if tm.error or jm.error or ref_t.error or rnd.error:
+                self.error("forward", "-", "torch module vs jax module", tm.error, jm.error, ref_t.error, rnd.error)
             else:
                 for i, (a, b) in enumerate(zip(tm.value[0], jm.value[0])):
-                    o = ref_t.value[0][i][:1]
-                    self._pair("forward", self._out_label(i, len(tm.value[0])), "values", a, b, o, ", modules")
-        if vjp_j.error or plain.error:
-            self.error("forward-fwd-rule", "-", "jax f vs fwd primal", vjp_j.error, plain.error)
+                    o, e = ref_t.value[0][i][:1], rnd.value[0][i][:1]
+                    self._pair("forward", self._out_label(i, len(tm.value[0])), a, b, o, e, ", modules")
+        if vjp_j.error or plain.error or rnd.error:
+            self.error("forward-fwd-rule", "-", "jax f vs fwd primal", vjp_j.error, plain.error, rnd.error)
         else:
             for i, (a, b) in enumerate(zip(plain.value, vjp_j.value[0])):
-                self.values("forward-fwd-rule", self._out_label(i, len(plain.value)), "jax f vs fwd primal", a, b, vtol)
+                label = self._out_label(i, len(plain.value))
+                self.values("forward-fwd-rule", label, "jax f vs fwd primal", a, b, allowance(rnd.value[0][i], 2))
         if self.low:
             return
         for side, cust, ref in (("torch", t, ref_t), ("jax", plain, ref_j)):
-            if cust.error or ref.error:
-                self.error("forward-reference", "-", f"{side} custom vs reference", cust.error, ref.error)
+            if cust.error or ref.error or rnd.error:
+                self.error("forward-reference", "-", f"{side} custom vs reference", cust.error, ref.error, rnd.error)
                 continue
             for i, (a, b) in enumerate(zip(ref.value[0], cust.value)):
-                self.values("forward-reference", self._out_label(i, len(ref.value[0])), f"{side} reference vs {side} custom", a, b, vtol)
+                allowed = allowance(rnd.value[0][i], 2)
+                self.values("forward-reference", self._out_label(i, len(ref.value[0])), f"{side} reference vs {side} custom", a, b, allowed)
 
     def check_shapes(self, st):
         case, dtype = self.case, self.dtype
@@ -464,8 +489,8 @@ class CaseRun:
             if not calls:
                 return ["no autograd.Function was applied by the custom forward"]
             rng = np.random.default_rng([self.seed, 1])
-            tol = self.tolerance("grads")
-            return [p for cls, a in calls for p in backward_contract(cls, a, rng, tol.rtol, tol.atol)]
+            tol = CONTRACT_ROUNDING * UNIT_ROUNDOFF[self.dtype]
+            return [p for cls, a in calls for p in backward_contract(cls, a, rng, tol, tol)]
 
         out = self._stage("torch raw backward", contract)
         if out.error:
@@ -494,32 +519,33 @@ class CaseRun:
 
     def check_grads(self, st):
         case = self.case
-        t, j, ref_t, ref_j = st["torch"], st["jax"], st["torch ref"], st["jax ref"]
-        if t.error or j.error or ref_t.error:
-            self.error("grad", "-", "torch vs jax", t.error, j.error, ref_t.error)
+        t, j, ref_t, ref_j, rnd = st["torch"], st["jax"], st["torch ref"], st["jax ref"], st["rounding"]
+        if t.error or j.error or ref_t.error or rnd.error:
+            self.error("grad", "-", "torch vs jax", t.error, j.error, ref_t.error, rnd.error)
         else:
             for i, tensor in enumerate(case.tensors):
                 if tensor.differentiable and t.value[1][i] is not None and j.value[1][i] is not None:
-                    self._pair("grad", f"grad of {tensor.name}", "grads", t.value[1][i], j.value[1][i], ref_t.value[1][i])
+                    err = rnd.value[1][i]
+                    self._pair("grad", f"grad of {tensor.name}", t.value[1][i], j.value[1][i], ref_t.value[1][i], err)
         tm, jm = st["torch module"], st["jax module"]
         if tm.error or jm.error:
             self.error("grad-module", "-", "torch module vs jax module", tm.error, jm.error)
-        elif tm.value is not None and jm.value is not None and not ref_t.error:
+        elif tm.value is not None and jm.value is not None and not ref_t.error and not rnd.error:
             for i, tensor in enumerate(case.tensors):
                 a, b = tm.value[1][i], jm.value[1][i]
                 if tensor.differentiable and a is not None and b is not None:
-                    self._pair("grad-module", f"grad of {tensor.name}", "grads", a, b, ref_t.value[1][i][:1])
+                    self._pair("grad-module", f"grad of {tensor.name}", a, b, ref_t.value[1][i][:1], rnd.value[1][i][:1])
         if self.low:
             return
-        gtol = self.tolerance("grads")
         for side, cust, ref in (("torch", t, ref_t), ("jax", j, ref_j)):
-            if cust.error or ref.error:
-                self.error("grad-autodiff", "-", f"{side} custom vs autodiff", cust.error, ref.error)
+            if cust.error or ref.error or rnd.error:
+                self.error("grad-autodiff", "-", f"{side} custom vs autodiff", cust.error, ref.error, rnd.error)
                 continue
             for i, tensor in enumerate(case.tensors):
                 a, b = ref.value[1][i], cust.value[1][i]
                 if tensor.differentiable and a is not None and b is not None:
-                    self.values("grad-autodiff", f"grad of {tensor.name}", f"{side} autodiff vs {side} custom", a, b, gtol)
+                    allowed = allowance(rnd.value[1][i], 2)
+                    self.values("grad-autodiff", f"grad of {tensor.name}", f"{side} autodiff vs {side} custom", a, b, allowed)
 
     def _hvp(self, side, fn):
         if side == "jax":
@@ -544,21 +570,20 @@ class CaseRun:
             "torch ref": self._stage("torch reference double backward", lambda: self._hvp("torch", case.torch_ref)),
             "jax ref": self._stage("jax reference jvp of grad", lambda: self._hvp("jax", case.jax_ref)),
         }
-        tol = self.tolerance("hvp")
+        rnd = self._stage("rounding model of hvp (jax reference, float64)",
+                          lambda: self._jax(("rounding", "hvp"), functools.partial(self._rounding, True)))
         pairs = [
             ("hvp", "torch vs jax", st["torch"], st["jax"]),
             ("hvp-autodiff", "torch autodiff vs torch custom", st["torch ref"], st["torch"]),
             ("hvp-autodiff", "jax autodiff vs jax custom", st["jax ref"], st["jax"]),
         ]
         for check, compared, exp, act in pairs:
-            if exp.error or act.error:
-                self.error(check, "-", compared, exp.error, act.error)
+            if exp.error or act.error or rnd.error:
+                self.error(check, "-", compared, exp.error, act.error, rnd.error)
                 continue
-            for t, a, b in zip(case.tensors, exp.value, act.value):
+            for t, a, b, err in zip(case.tensors, exp.value, act.value, rnd.value):
                 if t.differentiable:
-                    v = self.direction[t.name]
-                    floor = max(SCALE_FLOOR, HVP_FLOOR * float(np.sqrt(np.mean(np.square(v))))) if v.size else SCALE_FLOOR
-                    self.values(check, f"hvp of {t.name}", compared, a, b, tol, floor=floor)
+                    self.values(check, f"hvp of {t.name}", compared, a, b, allowance(err, 2))
 
     def check_finite_differences(self, side, custom: Outcome):
         """Directional derivative of `L = sum(ct * f)` along a random unit `v`, per trial.
@@ -599,7 +624,7 @@ class CaseRun:
             return
         bound = 10 * (1.5 * u / h + h * h)
         note = ["(directional derivative per trial, divided by sum |ct| (1 + |f|))"]
-        self.values("finite-diff", "directional derivative", label, *out.value, Tolerance(0.0, bound), scaled=False, note=note)
+        self.values("finite-diff", "directional derivative", label, *out.value, Tolerance(0.0, bound), note=note)
 
 
 def run_case(case: Case, dtype: str, device: str, trials: int, seed: int, torch, jax, shapes: int = 1) -> list[CheckResult]:
