@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -99,8 +99,6 @@ class Case:
     torch_module: Callable[..., Any] | None = None
     jax_module: Callable[..., Any] | None = None
     out_layouts: tuple[Layout, ...] = (IDENTITY,)
-    # {dtype: {"values"|"grads": (rtol, atol)}}, overlaid on the tables in compare.py.
-    tolerances: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
     dtypes: tuple[str, ...] = DTYPES
     # False where the layer's backward is not itself differentiable by design.
     second_order: bool = True
