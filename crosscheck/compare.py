@@ -3,8 +3,8 @@
 Arrays arrive as numpy (float64 or integer) with a leading trial axis. An element passes when
 `|actual - expected| <= allowed`, `allowed` being one number per element: for values,
 gradients and Hessian products, `allowance` sizes it from how sensitive that element is to the
-rounding of the dtype under test (`rounding_error`, measured by the JAX adapter in float64 on
-the reference; see docs/tolerances.md). NaN (and inf) must appear in the same places on both
+rounding of the dtype under test (measured by the JAX adapter in float64 on the reference,
+`JaxAdapter.rounding_request`; see docs/tolerances.md). NaN (and inf) must appear in the same places on both
 sides: nothing is replaced.
 """
 
@@ -23,7 +23,7 @@ UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "bfloat16": 2.0**-8, 
 # (sums, matrix products, convolutions) in float32.
 ACCUMULATION = {"float64": "float64", "float32": "float32", "bfloat16": "float32", "float16": "float32"}
 
-# An element's allowance is BUDGET times its rounding error's spread (`rounding_error`), for
+# An element's allowance is BUDGET times its rounding error's spread (`allowance`), for
 # each side that computed in the dtype under test. The spread is a standard deviation, and the
 # largest of many errors lies several of them out: BUDGET is set from the soak in
 # docs/tolerances.md so that the worst error of any check stays below half its allowance.
@@ -49,18 +49,15 @@ class Tolerance:
         return self.atol + self.rtol * np.abs(expected)
 
 
-def rounding_error(spread: np.ndarray, dtype: str) -> np.ndarray:
-    """One rounding error scale per element, from a spread of shape `(trials, 2, ...)`: the
-    rounding of each result in `dtype` and of each sum's terms in its accumulation dtype
-    (`jax_rounding.ROUND`, `ACCUMULATE`), each in units of its own unit roundoff."""
-    spread = np.asarray(spread, dtype=np.float64)
-    u, u_sum = UNIT_ROUNDOFF[dtype], UNIT_ROUNDOFF[ACCUMULATION[dtype]]
-    return np.hypot(u * spread[:, 0], u_sum * spread[:, 1])
+def rounding_units(dtype: str) -> tuple[float, float]:
+    """The unit roundoffs of a computation in `dtype`: of each result, and of each term of a
+    sum (accumulated in `ACCUMULATION[dtype]`)."""
+    return UNIT_ROUNDOFF[dtype], UNIT_ROUNDOFF[ACCUMULATION[dtype]]
 
 
 def allowance(error: np.ndarray, sides: int) -> np.ndarray:
-    """The allowed difference per element, for an error scale of shape `(trials, ...)`
-    (`rounding_error`), between two results of which `sides` (1 or 2) were computed in the
+    """The allowed difference per element, for rounding errors of shape `(trials, ...)` (the
+    spread that `JaxAdapter.rounding_request` measures), between two results of which `sides` (1 or 2) were computed in the
     dtype under test: one against the float64 oracle, two against each other."""
     error = np.asarray(error, dtype=np.float64)
     flat = error.reshape(error.shape[0], -1) if error.ndim else error.reshape(1, 1)

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .compare import SPREAD_DRAWS, UNIT_ROUNDOFF, Comparison, Tolerance, allowance, compare, rounding_error
+from .compare import SPREAD_DRAWS, UNIT_ROUNDOFF, Comparison, Tolerance, allowance, compare, rounding_units
 from .registry import DTYPES, LOW_PRECISION, Case
 
 # Finite differences: the step, about the cube root of float64's unit roundoff (see
@@ -249,24 +249,25 @@ class CaseRun:
         return _then(request, lambda outs: tuple(lay.from_jax(o) for lay, o in zip(self._out_layouts(len(outs)), outs)))
 
     def _rounding(self, hvp: bool = False):
-        """The rounding error scale (`compare.rounding_error`) of each element of the
-        reference's outputs and gradients (or, with `hvp`, of its Hessian products), measured
-        in float64 on the rounded inputs and held in torch's layout."""
+        """How far rounding in the dtype under test may move each element of the reference's
+        outputs and gradients (or, with `hvp`, of its Hessian products): measured in float64
+        on the rounded inputs, held in torch's layout. Its program takes the unit roundoffs
+        as arguments and is not fused with the dtype's others, so one compiled program serves
+        every dtype of a shape bucket."""
         case = self.case
         diff = [t.differentiable for t in case.tensors]
         args, cts = self._args("jax", "float64"), self._cts("jax", "float64")
-        name = self._named("jax", case.jax_ref).get("name")
-        err = functools.partial(rounding_error, dtype=self.dtype)
+        more = dict(units=rounding_units(self.dtype), draws=SPREAD_DRAWS, name=self._named("jax", case.jax_ref).get("name"))
         if hvp:
             vs = [self._jax_array(t, self.direction[t.name], "float64") for t in case.tensors if t.differentiable]
-            request = self.jax.rounding_request(case.jax_ref, args, diff, cts, vs, draws=SPREAD_DRAWS, name=name)
-            return _then(request, lambda hv: [None if h is None else t.layout.from_jax(err(h)) for t, h in zip(case.tensors, hv)])
-        request = self.jax.rounding_request(case.jax_ref, args, diff, cts, draws=SPREAD_DRAWS, name=name)
+            request = self.jax.rounding_request(case.jax_ref, args, diff, cts, vs=vs, **more)
+            return _then(request, lambda hv: [None if h is None else t.layout.from_jax(h) for t, h in zip(case.tensors, hv)])
+        request = self.jax.rounding_request(case.jax_ref, args, diff, cts, **more)
 
         def to_torch_layout(value):
             outs, grads = value
-            outs = tuple(lay.from_jax(err(o)) for lay, o in zip(self._out_layouts(len(outs)), outs))
-            return outs, [None if g is None else t.layout.from_jax(err(g)) for t, g in zip(case.tensors, grads)]
+            outs = tuple(lay.from_jax(o) for lay, o in zip(self._out_layouts(len(outs)), outs))
+            return outs, [None if g is None else t.layout.from_jax(g) for t, g in zip(case.tensors, grads)]
 
         return _then(request, to_torch_layout)
 
@@ -289,7 +290,6 @@ class CaseRun:
         }
         oracle = "float64" if self.low else None
         plan[("vjp", case.jax_ref, oracle)] = lambda: self._jax_vjp(case.jax_ref, oracle)
-        plan[("rounding", "vjp")] = self._rounding
         if case.jax_module is not None:
             plan[("module",)] = self._jax_module
         if self.dtype == "float64":
@@ -298,7 +298,6 @@ class CaseRun:
         if case.second_order and not self.low:
             for fn in (case.jax_fn, case.jax_ref):
                 plan[("hvp", fn)] = functools.partial(self._jax_hvp, fn)
-            plan[("rounding", "hvp")] = functools.partial(self._rounding, True)
         requests = {}
         for key, make in plan.items():
             try:
@@ -326,7 +325,7 @@ class CaseRun:
             "jax plain": self._stage("jax custom forward", lambda: self._forward("jax", case.jax_fn)),
             "torch module": self._stage("torch module", lambda: self._module("torch")),
             "jax module": self._stage("jax module", lambda: self._module("jax")),
-            "rounding": self._stage("rounding model (jax reference, float64)", lambda: self._jax(("rounding", "vjp"), self._rounding)),
+            "rounding": self._stage("rounding model (jax reference, float64)", lambda: self.jax.run(self._rounding())),
         }
         if self.low:
             oracle = self._stage("float64 oracle (jax reference)", lambda: self._vjp("jax", case.jax_ref, "float64"))
@@ -571,7 +570,7 @@ class CaseRun:
             "jax ref": self._stage("jax reference jvp of grad", lambda: self._hvp("jax", case.jax_ref)),
         }
         rnd = self._stage("rounding model of hvp (jax reference, float64)",
-                          lambda: self._jax(("rounding", "hvp"), functools.partial(self._rounding, True)))
+                          lambda: self.jax.run(self._rounding(True)))
         pairs = [
             ("hvp", "torch vs jax", st["torch"], st["jax"]),
             ("hvp-autodiff", "torch autodiff vs torch custom", st["torch ref"], st["torch"]),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from crosscheck.compare import (
-    BUDGET, PER_TRIAL_FLOOR, UNIT_ROUNDOFF, Tolerance, allowance, compare, rounding_error,
+    BUDGET, PER_TRIAL_FLOOR, UNIT_ROUNDOFF, Tolerance, allowance, compare, rounding_units,
 )
 
 TOL = Tolerance(1e-6, 1e-6)
@@ -68,15 +68,10 @@ def test_bad_trials_name_the_trials_that_mismatch():
     assert compare(e, a, TOL).bad_trials == (2,)
 
 
-def test_rounding_error_weighs_each_kind_by_its_own_unit_roundoff():
-    spread = np.zeros((1, 2, 3))
-    spread[0, 0] = [1.0, 0.0, 3.0]  # results rounded in the dtype
-    spread[0, 1] = [0.0, 1.0, 4.0]  # terms of sums, rounded in the accumulation dtype
-    bf16 = rounding_error(spread, "bfloat16")[0]
-    assert bf16[0] == UNIT_ROUNDOFF["bfloat16"] and bf16[1] == UNIT_ROUNDOFF["float32"]
-    assert bf16[2] == pytest.approx(np.hypot(3 * 2.0**-8, 4 * 2.0**-24))
-    f64 = rounding_error(spread, "float64")[0]
-    assert f64[2] == pytest.approx(5 * UNIT_ROUNDOFF["float64"])
+def test_low_precision_sums_are_rounded_in_float32():
+    assert rounding_units("bfloat16") == (2.0**-8, 2.0**-24)
+    assert rounding_units("float16") == (2.0**-11, 2.0**-24)
+    assert rounding_units("float64") == (2.0**-53, 2.0**-53)
 
 
 def test_allowance_is_per_element_with_a_floor_from_its_own_trial_only():
@@ -92,13 +87,19 @@ def test_allowance_is_per_element_with_a_floor_from_its_own_trial_only():
     np.testing.assert_allclose(allowance(err[1:], 1)[0], allowed[1])
 
 
+def _spread(f, x, dtype, draws=64):
+    import jax.numpy as jnp
+
+    from crosscheck.adapters.jax_rounding import noise, spread
+
+    return np.asarray(spread(f, (x,), jnp.asarray(rounding_units(dtype)), jnp.asarray(noise(draws))))
+
+
 def test_conditioning_from_an_intermediate_is_seen():
     # gelu-tanh at x = -3 in bfloat16: the result is small through cancellation and its
     # error comes from rounding tanh(...) near -1, which perturbing the input cannot show.
     import jax
     import jax.numpy as jnp
-
-    from crosscheck.adapters.jax_rounding import ROUND, spread
 
     jax.config.update("jax_enable_x64", True)
 
@@ -106,11 +107,27 @@ def test_conditioning_from_an_intermediate_is_seen():
         return 0.5 * x * (1 + jnp.tanh(0.7978845608028654 * (x + 0.044715 * x**3)))
 
     x = jnp.array([-3.0, 0.5])
-    y = gelu_tanh(x)
-    s = np.asarray(spread(gelu_tanh, (x,), 64))[ROUND]
-    # At x = -3 the spread (in units of u) is far above |y|; at 0.5 it is of |y|'s size.
-    assert s[0] > 30 * abs(float(y[0])) and s[1] < 5 * abs(float(y[1]))
-    # And the model predicts bfloat16's real error there: computing in bfloat16 errs within it.
+    y = np.asarray(gelu_tanh(x))
+    s = _spread(gelu_tanh, x, "bfloat16")
+    u = UNIT_ROUNDOFF["bfloat16"]
+    # At x = -3 the spread is far above |y| u; at 0.5 it is of |y| u's size.
+    assert s[0] > 30 * u * abs(y[0]) and s[1] < 5 * u * abs(y[1])
+    # And the model covers bfloat16's real error there.
     xb = x.astype(jnp.bfloat16)
     real = abs(float(gelu_tanh(xb)[0]) - float(gelu_tanh(xb.astype(jnp.float64))[0]))
-    assert real < BUDGET * UNIT_ROUNDOFF["bfloat16"] * s[0]
+    assert real < BUDGET * s[0]
+
+
+def test_a_sum_of_many_terms_rounds_in_the_accumulation_dtype():
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    x = jnp.asarray(np.random.default_rng(1).standard_normal(4096))
+    total = lambda v: jnp.sum(v)[None]  # noqa: E731
+    # A sum of 4096 unit terms errs by about sqrt(4096) = 64 terms' rounding, in float32's
+    # unit roundoff, plus the rounding of the result itself in the dtype under test.
+    s32 = _spread(total, x, "float32")[0]
+    assert 30 * 2.0**-24 < s32 < 130 * 2.0**-24
+    sb16 = _spread(total, x, "bfloat16")[0]
+    assert sb16 < 2.0**-8 * abs(float(total(x)[0])) + 130 * 2.0**-24

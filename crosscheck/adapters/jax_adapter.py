@@ -373,13 +373,13 @@ class JaxAdapter:
     def hvp(self, fn, args: list, diff: list[bool], cts: list, vs: list, name: str | None = None):
         return self.run(self.hvp_request(fn, args, diff, cts, vs, name))
 
-    def rounding_request(self, fn, args: list, diff: list[bool], cts: list, vs: list | None = None,
-                         draws: int = 8, name: str | None = None) -> "Request":
-        """How sensitive each output and gradient of `fn`'s VJP (or, given `vs`, each Hessian
-        product) is to rounding: `jax_rounding.spread` per trial, in float64. The result is
-        the VJP's `(outs, grads)` (grads None where not differentiable) or the products' list,
-        each leaf of shape `(trials, 2, ...)`."""
-        from .jax_rounding import spread_body
+    def rounding_request(self, fn, args: list, diff: list[bool], cts: list, units: tuple[float, float],
+                         vs: list | None = None, draws: int = 8, name: str | None = None) -> "Request":
+        """How far each output and gradient of `fn`'s VJP (or, given `vs`, each Hessian
+        product) may move under rounding: `jax_rounding.spread` per trial, in float64, with
+        `units` the unit roundoffs of results and of sums' terms. The result is the VJP's
+        `(outs, grads)` (grads None where not differentiable) or the products' list."""
+        from .jax_rounding import noise, spread_body
 
         idx = tuple(i for i, d in enumerate(diff) if d)
         others = {i: a for i, (a, d) in enumerate(zip(args, diff)) if not d}
@@ -391,11 +391,12 @@ class JaxAdapter:
                 full[i] = self.to_numpy(v)
             return full
 
+        head = (jnp.asarray(units, jnp.float64), jnp.asarray(noise(draws)))
         if vs is None:
-            body, split, what = spread_body(_vjp_per_trial(fn, idx), draws), (primals, others, tuple(cts)), "vjp"
+            body, split, what = spread_body(_vjp_per_trial(fn, idx)), (*head, primals, others, tuple(cts)), "vjp"
             finish = lambda raw: (tuple(self.to_numpy(o) for o in raw[0]), place(raw[1]))  # noqa: E731
         else:
-            body, split, what = spread_body(_hvp_per_trial(fn, idx), draws), (primals, others, tuple(cts), tuple(vs)), "hvp"
+            body, split, what = spread_body(_hvp_per_trial(fn, idx)), (*head, primals, others, tuple(cts), tuple(vs)), "hvp"
             finish = place
         return Request(body, name and f"{name} rounding {what} {list(idx)}", fn, split, finish, many=_many(args))
 

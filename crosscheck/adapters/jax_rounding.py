@@ -8,8 +8,8 @@ the first-order rounding error of `y` when every intermediate is rounded with a 
 the dtype's rounding. It sees what perturbing the inputs cannot: `0.5 x (1 + tanh(a))` at
 x = -3 is small through cancellation, and its error comes from rounding `tanh(a)` near -1.
 
-Two kinds of rounding are drawn apart, so that the caller can weigh each by its own unit
-roundoff: each result rounded to the dtype under test (`ROUND`), and the terms of each sum
+Two kinds of rounding are drawn apart, each weighed by its own unit roundoff: each result
+rounded to the dtype under test (`ROUND`), and the terms of each sum
 (`reduce_sum`, `dot_general`, convolutions, ...) perturbed once more, for the rounding of the
 running sum (`ACCUMULATE`): frameworks accumulate low-precision sums in float32, so those terms
 are rounded at float32's unit roundoff, not at the dtype's.
@@ -21,6 +21,7 @@ import functools
 import math
 
 import jax
+import numpy as np
 import jax.numpy as jnp
 from jax import lax
 from jax.extend import core as jex_core
@@ -44,14 +45,29 @@ ACCUMULATING = {
 }
 
 
-def _noise(shape, counter: int, draw):
-    """Pseudo-random values uniform in [-1, 1], one per element, different for each
-    `counter` and `draw`: a few elementwise ops, where a counter-based generator (threefry)
-    per intermediate would multiply the size of the compiled program."""
+# The draws of `xi`: one buffer of uniform values per draw, drawn once in numpy and passed in as
+# an argument; each intermediate reads its own window of it. Generating the values inside the
+# program (a hash or a counter-based generator per intermediate) made the compiled program
+# several times larger than the one it measures.
+NOISE_LENGTH = 1 << 16
+NOISE_STRIDE = 4099  # a prime: consecutive intermediates read windows that do not line up
+
+
+def noise(draws: int) -> np.ndarray:
+    """`(draws, NOISE_LENGTH)` values uniform in [-1, 1], the same in every run."""
+    return np.random.default_rng(0x5EED).uniform(-1.0, 1.0, (draws, NOISE_LENGTH))
+
+
+def _window(buffers, shape, counter: int):
+    """`shape`'s worth of each draw's noise in `buffers` (`(draws, NOISE_LENGTH)`), starting
+    at a place of its own: `(draws, *shape)`."""
     n = math.prod(shape)
-    i = lax.iota(jnp.float64, max(n, 1))[:n].reshape(shape)
-    x = jnp.sin(i * 12.9898 + (counter % 9973) * 78.233 + draw * 37.719) * 43758.5453
-    return 2.0 * (x - jnp.floor(x)) - 1.0
+    if n > NOISE_LENGTH // 2:
+        flat = jnp.tile(jnp.roll(buffers, counter, axis=1), (1, -(-n // NOISE_LENGTH)))[:, :n]
+    else:
+        start = (counter * NOISE_STRIDE) % (NOISE_LENGTH - n)
+        flat = buffers[:, start:start + n]
+    return flat.reshape((buffers.shape[0], *shape))
 
 
 def _inner(eqn):
@@ -71,62 +87,94 @@ def _floating(x) -> bool:
     return jnp.issubdtype(jnp.result_type(x), jnp.floating)
 
 
-class _Perturbed:
-    """Evaluates a jaxpr with every rounded intermediate perturbed by `eps[kind] * xi`."""
+class _Rounding:
+    """Evaluates a jaxpr forward, carrying beside each value its first-order rounding error
+    for each draw (`(draws, *shape)`, or None where no rounding has reached it yet): the
+    tangent of the value when every rounded intermediate `z` is perturbed to `z (1 + u xi)`.
+    Carrying the tangents by hand, rather than differentiating a perturbed program, keeps the
+    primal computation out of the draws and leaves out the tangents that are known zeros."""
 
-    def __init__(self, eps, draw):
-        self.eps, self.draw, self.counter = eps, draw, 0
+    def __init__(self, units, buffers):
+        self.scaled = (units[ROUND] * buffers, units[ACCUMULATE] * buffers)
+        self.counter = 0
 
-    def perturb(self, x, kind: int):
-        if not _floating(x):
-            return x
+    def rounding(self, z, kind: int):
         self.counter += 1
-        return x * (1.0 + self.eps[kind] * _noise(jnp.shape(x), self.counter, self.draw))
+        return z[None] * _window(self.scaled[kind], jnp.shape(z), self.counter)
 
-    def eval(self, jaxpr, consts, args):
-        env = {}
+    def add(self, t, z, kind: int):
+        if not _floating(z):
+            return t
+        r = self.rounding(z, kind)
+        return r if t is None else t + r
+
+    def eval(self, jaxpr, consts, args, tangents):
+        env, tan = {}, {}
 
         def read(v):
-            return v.val if isinstance(v, jex_core.Literal) else env[v]
+            return (v.val, None) if isinstance(v, jex_core.Literal) else (env[v], tan.get(v))
 
         env.update(zip(jaxpr.constvars, consts))
         env.update(zip(jaxpr.invars, args))
+        tan.update((v, t) for v, t in zip(jaxpr.invars, tangents) if t is not None)
         for eqn in jaxpr.eqns:
-            invals = [read(v) for v in eqn.invars]
-            name = eqn.primitive.name
+            invals, tins = map(list, zip(*map(read, eqn.invars))) if eqn.invars else ([], [])
             inner = _inner(eqn)
             if inner is not None:
-                outs = self.eval(*inner, invals)
+                outs, touts = self.eval(*inner, invals, tins)
             else:
+                name = eqn.primitive.name
                 for i in ACCUMULATING.get(name, ()):
-                    invals[i] = self.perturb(invals[i], ACCUMULATE)
-                outs = eqn.primitive.bind(*invals, **eqn.params)
-                outs = list(outs) if eqn.primitive.multiple_results else [outs]
+                    tins[i] = self.add(tins[i], invals[i], ACCUMULATE)
+                outs, touts = _apply(eqn, invals, tins)
                 if name not in EXACT:
-                    outs = [self.perturb(o, ROUND) for o in outs]
+                    touts = [self.add(t, z, ROUND) for t, z in zip(touts, outs)]
             env.update(zip(eqn.outvars, outs))
-        return [read(v) for v in jaxpr.outvars]
+            tan.update(zip(eqn.outvars, touts))
+        return map(list, zip(*map(read, jaxpr.outvars))) if jaxpr.outvars else ([], [])
 
 
-def spread(f, args: tuple, draws: int):
-    """Per element of `f(*args)` (a pytree of float arrays): the root-mean-square over `draws`
-    draws of its first-order rounding error, for each kind of rounding, in units of that
-    kind's unit roundoff. Returns a pytree like `f`'s output whose leaves have a leading axis
-    of 2 (`ROUND`, `ACCUMULATE`)."""
+def _apply(eqn, invals, tins):
+    """`eqn`'s outputs, and their tangents per draw from the tangents `tins` (None: zero)."""
+    bind = lambda *xs: eqn.primitive.bind(*xs, **eqn.params)  # noqa: E731
+    outs = bind(*invals)
+    outs = list(outs) if eqn.primitive.multiple_results else [outs]
+    moving = [i for i, t in enumerate(tins) if t is not None]
+    if not moving:
+        return outs, [None] * len(outs)
+
+    def tangent(*ts):
+        def along(*xs):
+            full = list(invals)
+            for i, x in zip(moving, xs):
+                full[i] = x
+            return bind(*full)
+
+        return jax.jvp(along, [invals[i] for i in moving], list(ts))[1]
+
+    touts = jax.vmap(tangent)(*[tins[i] for i in moving])
+    touts = list(touts) if eqn.primitive.multiple_results else [touts]
+    return outs, [t if _floating(z) else None for t, z in zip(touts, outs)]
+
+
+def spread(f, args: tuple, units, buffers):
+    """Per element of `f(*args)` (a pytree of float arrays): the root-mean-square, over the
+    draws in `buffers` (`noise`), of its first-order rounding error when each result is
+    rounded with unit roundoff `units[ROUND]` and each sum's terms with `units[ACCUMULATE]`.
+    Returns a pytree like `f`'s output."""
     flat, in_tree = jax.tree_util.tree_flatten(args)
-    closed = jax.make_jaxpr(lambda *leaves: f(*jax.tree_util.tree_unflatten(in_tree, leaves)))(*flat)
-    out_tree = jax.tree_util.tree_structure(jax.eval_shape(lambda *leaves: f(*jax.tree_util.tree_unflatten(in_tree, leaves)), *flat))
+    whole = lambda *leaves: f(*jax.tree_util.tree_unflatten(in_tree, leaves))  # noqa: E731
+    closed = jax.make_jaxpr(whole)(*flat)
+    out_tree = jax.tree_util.tree_structure(jax.eval_shape(whole, *flat))
 
-    def errors(draw):
-        run = lambda eps: _Perturbed(eps, draw).eval(closed.jaxpr, closed.consts, flat)  # noqa: E731
-        return jax.jacfwd(run)(jnp.zeros(2, jnp.float64))  # each leaf: (*shape, 2)
-
-    per_draw = jax.vmap(errors)(jnp.arange(draws, dtype=jnp.float64))
-    rms = [jnp.moveaxis(jnp.sqrt(jnp.mean(jnp.square(t), axis=0)), -1, 0) for t in per_draw]
+    _, errors = _Rounding(units, buffers).eval(closed.jaxpr, closed.consts, flat, [None] * len(flat))
+    rms = [jnp.zeros(jnp.shape(o)) if t is None else jnp.sqrt(jnp.mean(jnp.square(t), axis=0))
+           for t, o in zip(errors, jax.tree_util.tree_leaves(jax.eval_shape(whole, *flat)))]
     return jax.tree_util.tree_unflatten(out_tree, rms)
 
 
 @functools.lru_cache(maxsize=None)
-def spread_body(per_trial, draws: int):
-    """`per_trial`'s rounding spread (`spread`), over the trial axis of every argument."""
-    return jax.vmap(lambda *args: spread(per_trial, args, draws))
+def spread_body(per_trial):
+    """`(units, buffers, *args) ->` `per_trial`'s rounding spread (`spread`), over the trial
+    axis of every one of `args`."""
+    return lambda units, buffers, *args: jax.vmap(lambda *a: spread(per_trial, a, units, buffers))(*args)
