@@ -10,7 +10,7 @@ import pytest
 
 from crosscheck.mutants import all_mutants
 from crosscheck.mutants._core import FORWARD_CHECKS
-from crosscheck.mutants._run import run_mutants
+from crosscheck.mutants._run import Verdict, format_table, passed, run_mutants
 
 MUTANTS = all_mutants()
 
@@ -20,7 +20,7 @@ REPRO = re.compile(r"^  Reproduce: python -m crosscheck mutants --only (?P<name>
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.name)
 def test_mutant_is_killed_by_the_expected_check(mutant):
-    (verdict,) = run_mutants([mutant], dtype="float64", device="cpu", trials=2, seed=0)
+    (verdict,) = run_mutants([mutant], dtypes=["float64"], device="cpu", trials=2, seed=0)
     assert verdict.killed, f"{mutant.name} survived every check"
     assert set(verdict.failed_checks) & set(mutant.expect), (
         f"{mutant.name} was killed by {verdict.failed_checks}, expected one of {mutant.expect}"
@@ -93,3 +93,31 @@ def test_a_mutant_runs_only_at_the_declared_shapes():
     assert len(buckets(get(mutant.case), 3)) == 3
     [(label, case)] = buckets(mutant.apply(), 3)
     assert label == "" and case.selector == f"mutants --only {mutant.name}"
+
+
+def test_each_dtype_is_judged_on_its_own(capsys):
+    """A detached backward is seen only by the second-order checks, which low precision does
+    not run: killed in float64, a survivor for a user who trains only in bfloat16."""
+    from crosscheck.cli import main
+
+    name = "linear/backward-detached"
+    f64, bf16 = run_mutants([m for m in MUTANTS if m.name == name], dtypes=["bfloat16", "float64"])
+    assert (f64.dtype, bf16.dtype) == ("float64", "bfloat16")  # in the registry's order
+    assert f64.as_expected and f64.failed_checks[0] == "hvp"
+    assert not bf16.killed
+    assert passed([f64, bf16]) and not passed([bf16])
+    table = format_table([f64, bf16])
+    assert f"not killed as expected in bfloat16: {name}" in table.splitlines()
+    assert "not killed as expected in float64" not in table
+
+    assert main(["mutants", "--only", name, "--dtype", "bfloat16"]) == 1
+    assert main(["mutants", "--only", name, "--dtype", "float8"]) == 2
+    assert "Unknown dtype: 'float8'" in capsys.readouterr().err
+
+
+def test_a_kill_by_an_unexpected_check_fails_the_run_in_any_dtype():
+    mutant = next(m for m in MUTANTS if m.expect == ("grad", "grad-autodiff", "finite-diff"))
+    right = Verdict(mutant, "float64", ["grad"], [])
+    stray = Verdict(mutant, "float16", ["forward", "grad"], [])
+    assert passed([right]) and not passed([right, stray])
+    assert "UNEXPECTED forward +1" in format_table([right, stray])

@@ -6,6 +6,8 @@ import functools
 import importlib
 import os
 import pickle
+import shutil
+import subprocess
 import sys
 import textwrap
 
@@ -153,7 +155,10 @@ def test_a_damaged_entry_is_compiled_again(layer_dir, tmp_path):
         f.write(b"not a program")
     again = ProgramCache(cache.folder)
     assert np.array_equal(_grad(again, fn, x), 2 * np.asarray(x))
-    assert (again.hits, again.misses) == (0, 1)
+    assert (again.hits, again.misses, again.unreadable) == (0, 1, 1)
+    replaced = ProgramCache(cache.folder)
+    assert np.array_equal(_grad(replaced, fn, x), 2 * np.asarray(x))
+    assert (replaced.hits, replaced.misses, replaced.unreadable) == (1, 0, 0)
 
 
 def _scaled(x, scale):
@@ -264,3 +269,59 @@ def test_another_checkout_of_the_same_layer_is_another_program(tmp_path, monkeyp
             grads.append(_grad(cache, _load(name).square, x))
             assert (cache.hits, cache.misses) == (0, 1)
     assert np.array_equal(grads[1], 5 * np.asarray(x))
+
+
+# One small case in one dtype, two shape buckets (two programs, so one link): every kind of entry (programs, kept
+# values, the links of the order programs run in, JAX's own compilation cache) at least once.
+RUN = ["--layer", "sigmoid", "--dtype", "float32", "--trials", "2", "--shapes", "2"]
+
+
+def _cli(folder) -> subprocess.CompletedProcess:
+    """A whole CLI run in a process of its own, as a user runs it: JAX's cache folder is
+    chosen when the adapter is imported, so only a new process can be pointed at `folder`."""
+    env = {**os.environ, "CROSSCHECK_JAX_CACHE": str(folder)}
+    return subprocess.run([sys.executable, "-m", "crosscheck", *RUN], env=env, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory):
+    """`(folder, copy, stderr)`: the cache folder that a run filled, a copy of it as it was
+    then, and what that run wrote on stderr. A test damages the folder itself: JAX's keys
+    depend on where its cache lies."""
+    root = tmp_path_factory.mktemp("filled")
+    first = _cli(root / "jax")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert str(root) not in first.stderr  # a sound cache is not reported
+    shutil.copytree(root / "jax", root / "copy")
+    return root / "jax", root / "copy", first.stderr
+
+
+def _garbage(data: bytes, rng) -> bytes:
+    return rng.bytes(max(len(data), 16))
+
+
+def _truncated(data: bytes, rng) -> bytes:
+    return data[: len(data) // 2]
+
+
+@pytest.mark.parametrize("damage", [_garbage, _truncated], ids=["garbage", "truncated"])
+def test_unreadable_entries_are_compiled_again_replaced_and_told_once(filled, damage):
+    """Every file of the cache folder spoiled (programs, kept values, links, JAX's own
+    entries): the next run passes every check, says so in one line, and replaces them all."""
+    folder, copy, before = filled
+    shutil.rmtree(folder)
+    shutil.copytree(copy, folder)
+    rng = np.random.default_rng(0)
+    damaged = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        damaged[path] = damage(path.read_bytes(), rng)
+        path.write_bytes(damaged[path])
+    assert {p.parent.name for p in damaged} >= {"jax", "programs", "next"}
+
+    again = _cli(folder)
+    assert again.returncode == 0, again.stdout + again.stderr
+    # What this machine writes on every run (a framework's notice) is left out.
+    told = [line for line in again.stderr.splitlines() if line.strip() and line not in before.splitlines()]
+    assert len(told) == 1 and str(folder) in told[0], again.stderr
+    kept = [p for p, data in damaged.items() if p.exists() and p.read_bytes() == data]
+    assert not kept, f"left unreadable: {kept}"

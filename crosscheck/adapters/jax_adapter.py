@@ -48,6 +48,9 @@ def _persistent_cache() -> None:
     jax.config.update("jax_compilation_cache_dir", folder)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    from .unreadable import guard_jax_cache
+
+    guard_jax_cache(folder)  # an entry it cannot read is a miss, replaced (see unreadable)
 
 
 _persistent_cache()

@@ -33,6 +33,7 @@ from jax.experimental import serialize_executable
 from jax.experimental.compilation_cache import compilation_cache
 
 from .sources import Sources, identity, watching
+from .unreadable import tell
 
 
 @contextlib.contextmanager
@@ -101,7 +102,8 @@ class ProgramCache:
     """`call(...)`: a program's executable from memory, else from `folder` while its manifest
     holds, else traced, compiled and stored. Counts `hits`, `misses`, `unkept` (values known not
     to pickle, computed again), `stale` (entries whose sources changed) and `untold` (functions
-    without an `identity`, never kept)."""
+    without an `identity`, never kept) and `unreadable` (entries that could not be read: each a
+    miss, replaced, and told once per run: see `unreadable`)."""
 
     def __init__(self, folder: str):
         self.folder = folder
@@ -119,7 +121,7 @@ class ProgramCache:
         # (and the right ones on the main thread). Each order keeps links of its own.
         self.order = ""
         self.built: dict = {}  # module factory -> files its construction ran
-        self.hits = self.misses = self.stale = self.untold = self.unkept = 0
+        self.hits = self.misses = self.stale = self.untold = self.unkept = self.unreadable = 0
         self.last_manifest: dict | None = None  # of the value `remember` returned last
         self.new_case()
 
@@ -176,12 +178,7 @@ class ProgramCache:
         folder = os.path.join(self.folder, f"next-{self.order}" if self.order else "next")
         if self.previous is not None and self.previous != path:
             link = os.path.join(folder, os.path.basename(self.previous))
-            try:
-                with open(link) as f:
-                    known = f.read()
-            except OSError:
-                known = None
-            if known != os.path.basename(path):
+            if self._link(link) != os.path.basename(path):
                 try:
                     os.makedirs(folder, exist_ok=True)
                     tmp = f"{link}.{os.getpid()}.tmp"
@@ -191,13 +188,36 @@ class ProgramCache:
                 except OSError:  # a hint only: without it, the next program loads when called
                     pass
         self.previous = path
-        try:
-            with open(os.path.join(folder, os.path.basename(path))) as f:
-                following = os.path.join(self.folder, f.read())
-        except OSError:
+        name = self._link(os.path.join(folder, os.path.basename(path)))
+        if name is None:
             return
+        following = os.path.join(self.folder, name)
         if following != path and following not in self.memory and following not in self.pending:
             self.pending[following] = self.loader.submit(self._load, following, backend)
+
+    def _link(self, link: str) -> str | None:
+        """The entry's name that `link` holds; None where there is none, or it cannot be read
+        (rewritten when the program it names next runs after this one)."""
+        try:
+            with open(link, "rb") as f:
+                name = f.read().decode("ascii")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError):
+            name = ""
+        # An entry's name is a sha256 in hex: anything else would read outside the folder.
+        if len(name) == 64 and all(c in "0123456789abcdef" for c in name):
+            return name
+        self._unreadable(link)
+        return None
+
+    def _unreadable(self, path: str) -> None:
+        """`path` could not be read: removed (where nothing replaces it, later runs find a plain
+        miss), counted, and told once per run."""
+        self.unreadable += 1
+        tell(self.folder)
+        with contextlib.suppress(OSError):
+            os.remove(path)
 
     def remember(self, name: str, fn, args: tuple, thunk):
         """`thunk()`, a value that only tracing `fn` on `args` decides (the raw custom_vjp
@@ -220,8 +240,10 @@ class ProgramCache:
             if self.sources.holds(manifest):
                 return self._unkept(thunk)  # known not to pickle
             self.stale += 1
-        except Exception:  # absent or damaged: computed again
+        except FileNotFoundError:
             pass
+        except Exception:  # unreadable: computed again, and replaced
+            self._unreadable(path)
         self.misses += 1
         self._watch_from_here()
         with self.watch():
@@ -268,7 +290,8 @@ class ProgramCache:
                 self.stale += 1
                 return None
             executable = serialize_executable.deserialize_and_load(payload, in_tree, out_tree, backend=backend)
-        except Exception:  # a damaged entry is compiled again, and replaced
+        except Exception:  # unreadable: compiled again, and replaced
+            self._unreadable(path)
             return None
         self.hits += 1
         return executable
