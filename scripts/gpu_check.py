@@ -6,8 +6,8 @@ Runs its parts in order of value, each in processes of its own with a timeout ta
 is left of the budget, and writes under DIR (8 files at most): `summary.txt`, one line per
 part, appended as each part ends (and printed); `env.txt`; `log.txt`, the output of every
 part; `cold.json`, `cold.xml`, `cold.png` (where matplotlib is installed), `warm.json` and
-`soak.json`. It needs only the standard library, numpy and what the crosscheck needs: not
-pytest, matplotlib or rich. What each part does, and how long it takes: docs/gpu.md.
+`soak.json`. It needs what the crosscheck needs and nothing else: not pytest, not matplotlib
+(no plot without it). What each part does, and how long it takes: docs/gpu.md.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ class GpuCheck:
         for part in parts:
             left = self.left()
             if left < LEAST:
-                ok = self.summarise(part, "skipped", 0.0, f"{left:.0f} s of the {self.args.budget:.0f} s budget left; "
+                ok = self.summarise(part, "skipped", 0.0, f"{max(left, 0):.0f} s of the {self.args.budget:.0f} s budget left; "
                                                           f"a part needs {LEAST} s at least") and ok
                 continue
             timeout = min(left, CAPS.get(part, left))
@@ -198,7 +198,7 @@ class GpuCheck:
             left = min(end - time.monotonic(), self.left())
             if left < LEAST:
                 verdicts.append("skipped")
-                found.append(f"--jobs {jobs} skipped: {left:.0f} s left")
+                found.append(f"--jobs {jobs} skipped: {max(left, 0):.0f} s left")
                 continue
             verdict, seconds, what = self.crosscheck(left, f"cache-jobs{jobs}", jobs, *subset)  # each cold
             verdicts.append(verdict)
