@@ -77,7 +77,10 @@ def float32_errors(device: str) -> dict[str, float]:
     x, w = rng.standard_normal((2, 64, 12, 10), np.float32), rng.standard_normal((32, 64, 3, 3), np.float32)
     where = jax.devices(_jax_platform(device))[0]
     t, j = (lambda v: torch.from_numpy(v).to(device)), (lambda v: jax.device_put(v, where))
-    conv64 = lambda x, w: torch.nn.functional.conv2d(torch.from_numpy(x).double(), torch.from_numpy(w).double()).numpy()  # noqa: E731
+
+    def conv64(x, w):
+        return torch.nn.functional.conv2d(torch.from_numpy(x).double(), torch.from_numpy(w).double()).numpy()
+
     exact = {"matmul": (a.astype(np.float64) @ b, np.abs(a).astype(np.float64) @ np.abs(b)),
              "conv": (conv64(x, w), conv64(np.abs(x), np.abs(w)))}
     got = {
@@ -111,7 +114,7 @@ def tf32_off_during_a_run_and_restored(device: str, layers: list[str] | None = N
     from crosscheck.session import run
 
     saved, seen = _precision(), []
-    _set_precision(True, True, "bfloat16")  # what a user with TF32 on has
+    _set_precision(True, True, "tensorfloat32")  # what a user with TF32 on has
     try:
         report = run(layers or ["linear"], ["float32"], device, trials=1,
                      on_case=lambda *_: seen.append((_precision(), float32_errors(device))))
@@ -122,8 +125,8 @@ def tf32_off_during_a_run_and_restored(device: str, layers: list[str] | None = N
     flags = {s for s, _ in seen}
     assert flags == {(False, False, "highest")}, f"TF32 settings during the run {flags}, want (False, False, 'highest')"
     worst = {k: max(errors[k] for _, errors in seen) for k in seen[0][1]}
-    assert max(worst.values()) < FULL_FLOAT32, f"float32 error / scale during the run {worst}: over {FULL_FLOAT32}, as TF32 gives"
-    assert after == (True, True, "bfloat16"), f"TF32 settings after the run {after}, want them back as (True, True, 'bfloat16')"
+    assert max(worst.values()) < FULL_FLOAT32, f"float32 error / scale during the run {worst}: over {FULL_FLOAT32}, as with TF32"
+    assert after == (True, True, "tensorfloat32"), f"TF32 settings after the run {after}, want them back as they were"
     assert report.passed, f"{len(report.failures)} checks failed"
     return f"float32 error / scale during the run {_short(worst)}; with TF32 on again after it {_short(tf32)}"
 
@@ -195,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m scripts.device_checks", description=__doc__.splitlines()[0])
     p.add_argument("what", choices=["env", "checks"])
     p.add_argument("--device", default="cuda", help="cpu or cuda (default cuda)")
-    p.add_argument("--layer", action="append", metavar="NAME", help="run every check on these cases instead of its own (repeatable)")
+    p.add_argument("--layer", action="append", metavar="NAME",
+                   help="run every check on these cases instead of its own (repeatable)")
     p.add_argument("--results", metavar="PATH", help="write each check's name, verdict, seconds and note as JSON")
     args = p.parse_args(argv)
     if args.device not in ("cpu", "cuda"):

@@ -173,8 +173,9 @@ class GpuCheck:
 
     def cold(self, timeout):
         plot = ["--plot", str(self.out / "cold.png")] if importlib.util.find_spec("matplotlib") else []
-        verdict, _, found = self.crosscheck(timeout, "cache", self.args.jobs, *self.selection, "--json", str(self.out / "cold.json"),
-                                            "--junit", str(self.out / "cold.xml"), *plot, report="cold.json")
+        verdict, _, found = self.crosscheck(timeout, "cache", self.args.jobs, *self.selection, "--json",
+                                            str(self.out / "cold.json"), "--junit", str(self.out / "cold.xml"), *plot,
+                                            report="cold.json")
         return verdict, found + ("" if plot else "; no plot: matplotlib is not installed")
 
     def warm(self, timeout):
