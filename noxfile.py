@@ -1,4 +1,4 @@
-"""Sessions: `nox -s crosscheck`, `nox -s tests`, `nox -s mutants`.
+"""Sessions: `nox -s crosscheck`, `nox -s tests`, `nox -s mutants`, `nox --no-venv -s gpu`.
 
 Dependencies are declared once, in pyproject.toml; `constraints.txt` pins torch to the CPU
 wheel. With `--no-venv` (`nox --no-venv -s crosscheck`) nothing is installed and the session
@@ -32,9 +32,17 @@ def install(session: nox.Session, extras: str = "") -> None:
 def crosscheck(session: nox.Session) -> None:
     """Run the crosscheck of every layer (arguments go to `python -m crosscheck`)."""
     install(session, "report")
-    # One process per core on a CPU-only machine (`--jobs auto`): on 2 cores, every case took
-    # 149 to 162 s cold and 25 to 31 s warm so, against 271 s and 28 to 36 s in one process.
+    # `--jobs auto`: one process per core, at most 8 and one per 2 GiB of memory, and on a GPU
+    # one per 2 GiB free on the card, which the processes share with JAX's preallocation off
+    # (see docs/gpu.md). Faster than one process on CPU (see docs/bench.md).
     session.run("python", "-m", "crosscheck", *(session.posargs or ["--device", "auto", "--jobs", "auto"]))
+
+
+@nox.session
+def gpu(session: nox.Session) -> None:
+    """The whole GPU check in one go (scripts/gpu_check.py; run with --no-venv: -- --out DIR)."""
+    install(session)
+    session.run("python", "scripts/gpu_check.py", *(session.posargs or ["--out", "gpu-check"]))
 
 
 @nox.session

@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--jobs", default="1", metavar="N",
         help="split the cases over N processes (one --shard each) and merge their reports; auto: one "
-             "per core on a CPU-only run (default 1)",
+             "per core, at most 8, and as many as the memory (and a GPU's) holds (default 1)",
     )
     # A shard started by `--jobs` writes its progress here, for the parent's bar.
     p.add_argument("--progress-file", metavar="PATH", help=argparse.SUPPRESS)

@@ -22,17 +22,38 @@ from .runner import CheckResult
 from .session import Report, UsageError
 
 
+# A shard's share of a GPU that `--jobs auto` counts on: the CUDA contexts of torch and JAX
+# (JAX's preallocation off, see `shard_environment`) and the small arrays of one case run. An
+# estimate, not a measurement: scripts/gpu_check.py records the card's peak memory in use.
+GPU_SHARD = 2 * 2**30
+
+
+def nvidia_smi(field: str) -> list[int] | None:
+    """`field` (e.g. `memory.free`, in MiB) of every NVIDIA GPU, from nvidia-smi, so that the
+    parent learns it without importing a framework; None where nvidia-smi is absent or fails."""
+    try:
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=20, check=True).stdout
+        values = [int(x) for x in out.split()]
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+    return values or None
+
+
 def count(text: str, device: str) -> int:
     """The number of processes `--jobs` (=`text`) asks for. `auto`: one per core, at most 8
-    and one per 2 GiB of memory (a shard holds about 1 GiB), unless the run may use a GPU
-    (`--device cuda`, or `auto` on a machine with an NVIDIA device), whose memory the shards
-    would share: then 1."""
+    and one per 2 GiB of memory (a shard holds about 1 GiB). Where the run may use a GPU
+    (`--device cuda`, or `auto` on a machine with an NVIDIA device) the shards share it, so
+    also at most one per `GPU_SHARD` of the emptiest card's free memory, and 1 where
+    nvidia-smi cannot tell that."""
     if text == "auto":
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 2**31
+        n = min(os.cpu_count() or 1, 8, memory // 2**31)
         gpu = glob.glob("/dev/nvidia[0-9]*") and os.environ.get("CUDA_VISIBLE_DEVICES") not in ("", "-1")
         if device == "cuda" or (device == "auto" and gpu):
-            return 1
-        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 2**31
-        return max(1, min(os.cpu_count() or 1, 8, memory // 2**31))
+            free = nvidia_smi("memory.free")
+            n = min(n, min(free) * 2**20 // GPU_SHARD) if free else 1
+        return max(1, n)
     try:
         n = int(text)
     except ValueError:
@@ -106,18 +127,26 @@ def _progress(paths: list[str]) -> tuple[int, int, str]:
     return done, total, label
 
 
+def shard_environment(n: int) -> dict:
+    """The environment of each of `n` shards; what the user set wins."""
+    env = dict(os.environ)
+    # Shards share one GPU: each JAX process would otherwise claim 75% of its memory at start.
+    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    # Each process's thread pools sized for the whole machine fight over it: on 2 cores, two
+    # shards of a warm run took 50.8 s (94.7 s of CPU) with them and 27.4 s (46.9 s) without.
+    threads = str(max(1, (os.cpu_count() or 1) // n))
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(name, threads)
+    return env
+
+
 def run(args, command: str, progress=None) -> Report:
     """Every shard in its own process, at once; a shard that ends without its report becomes a
     failed check that says why, and the other shards' checks are kept. `progress` (`cli._Progress`)
     shows the shards' case runs, summed, while they run."""
     n = count(str(args.jobs), args.device)
     order = {c.name: i for i, c in enumerate(registry.select(args.layer))}
-    env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}  # shards sharing one GPU
-    # Each process's thread pools sized for the whole machine fight over it: on 2 cores, two
-    # shards of a warm run took 50.8 s (94.7 s of CPU) with them and 27.4 s (46.9 s) without.
-    threads = str(max(1, (os.cpu_count() or 1) // n))
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        env.setdefault(name, threads)
+    env = shard_environment(n)
     with tempfile.TemporaryDirectory() as tmp:
         running = []
         for k in range(n):

@@ -136,20 +136,41 @@ def test_jobs_split_the_cases_over_processes_into_the_same_report(tmp_path):
     assert {r[0] for r in rows[1]} == {"relu", "linear", "linear-nobias", "linear-unbatched", "linear-strided", "mse"}
 
 
-def test_jobs_auto_takes_one_process_per_core_unless_a_gpu_may_be_used(monkeypatch):
+def test_jobs_auto_takes_one_process_per_core_and_2_gib_of_memory_and_of_a_gpu_it_may_use(monkeypatch):
+    from crosscheck import jobs
     from crosscheck.jobs import count
 
     monkeypatch.setattr("os.cpu_count", lambda: 6)
     monkeypatch.setattr("glob.glob", lambda pattern: [])  # no NVIDIA device
     gib = {"SC_PHYS_PAGES": 24 * 2**18, "SC_PAGE_SIZE": 2**12}  # 24 GiB in 4 KiB pages
     monkeypatch.setattr("os.sysconf", lambda name: gib[name])
+    free = {"memory.free": [80 * 1024]}  # MiB per card, as nvidia-smi gives them
+    monkeypatch.setattr(jobs, "nvidia_smi", lambda field: free[field])
     assert count("auto", "cpu") == count("auto", "auto") == 6  # one per core
-    gib["SC_PHYS_PAGES"] = 5 * 2**18  # 5 GiB: one shard per 2 GiB
-    assert count("auto", "cpu") == 2
+    assert count("auto", "cuda") == 6  # an 80 GiB card has room for more
+    free["memory.free"] = [80 * 1024, 7 * 1024]  # the emptiest card, 7 GiB: one per 2 GiB
+    assert count("auto", "cuda") == 3 and count("auto", "cpu") == 6
+    free["memory.free"] = None  # nvidia-smi cannot tell
     assert count("auto", "cuda") == 1 and count("3", "cuda") == 3
     monkeypatch.setattr("glob.glob", lambda pattern: ["/dev/nvidia0"])
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    assert count("auto", "auto") == 1 and count("auto", "cpu") > 1
+    assert count("auto", "auto") == 1 and count("auto", "cpu") == 6
+    free["memory.free"] = [5 * 1024]
+    assert count("auto", "auto") == 2
+    gib["SC_PHYS_PAGES"] = 3 * 2**18  # 3 GiB of host memory: one shard per 2 GiB
+    assert count("auto", "cpu") == count("auto", "cuda") == 1
+
+
+def test_shards_share_a_gpu_without_preallocation_unless_the_user_asks_for_it(monkeypatch):
+    from crosscheck.jobs import shard_environment
+
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    env = shard_environment(8)
+    assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false" and env["OMP_NUM_THREADS"] == "2"
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "true")
+    assert shard_environment(8)["XLA_PYTHON_CLIENT_PREALLOCATE"] == "true"
 
 
 def test_a_shard_writes_its_progress_and_the_parent_sums_the_shards(tmp_path):
