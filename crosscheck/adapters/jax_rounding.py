@@ -38,10 +38,16 @@ EXACT = frozenset({
     "stop_gradient", "transpose", "floor", "ceil", "round", "clamp", "sort", "is_finite",
 })
 
-# Sums, and which of their operands hold the terms being summed.
+# Sums: which operand holds the terms being summed, and at which unit roundoff the running sum
+# is rounded. Matrix products and plain reductions accumulate low-precision terms in float32
+# (`ACCUMULATE`). Windowed sums, scatters and convolutions may accumulate in the dtype itself
+# (`ROUND`): torch's float16 convolution backward on CPU, and XLA's float16 max-pool backward
+# (select_and_scatter_add) and bfloat16 average pool (reduce_window_sum), erred by 6 to 14
+# units of float16 / bfloat16 on elements where their terms cancel.
 ACCUMULATING = {
-    "reduce_sum": (0,), "dot_general": (0,), "conv_general_dilated": (0,), "reduce_window_sum": (0,),
-    "scatter-add": (2,), "scatter_add": (2,), "select_and_scatter_add": (0,), "cumsum": (0,),
+    "reduce_sum": (0, ACCUMULATE), "dot_general": (0, ACCUMULATE), "cumsum": (0, ACCUMULATE),
+    "conv_general_dilated": (0, ROUND), "reduce_window_sum": (0, ROUND), "scatter-add": (2, ROUND),
+    "scatter_add": (2, ROUND), "select_and_scatter_add": (0, ROUND),
 }
 
 
@@ -100,7 +106,8 @@ class _Rounding:
 
     def rounding(self, z, kind: int):
         self.counter += 1
-        return z[None] * _window(self.scaled[kind], jnp.shape(z), self.counter)
+        # An infinite value (a masked logit) is not rounded: it stays where it is.
+        return jnp.where(jnp.isfinite(z), z, 0.0)[None] * _window(self.scaled[kind], jnp.shape(z), self.counter)
 
     def add(self, t, z, kind: int):
         if not _floating(z):
@@ -124,8 +131,9 @@ class _Rounding:
                 outs, touts = self.eval(*inner, invals, tins)
             else:
                 name = eqn.primitive.name
-                for i in ACCUMULATING.get(name, ()):
-                    tins[i] = self.add(tins[i], invals[i], ACCUMULATE)
+                if name in ACCUMULATING:
+                    i, kind = ACCUMULATING[name]
+                    tins[i] = self.add(tins[i], invals[i], kind)
                 outs, touts = _apply(eqn, invals, tins)
                 if name not in EXACT:
                     touts = [self.add(t, z, ROUND) for t, z in zip(touts, outs)]
