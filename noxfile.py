@@ -1,4 +1,5 @@
-"""Sessions: `nox -s crosscheck`, `nox -s tests`, `nox -s mutants`, `nox --no-venv -s gpu`.
+"""Sessions: `nox -s crosscheck`, `nox -s tests`, `nox -s mutants`, `nox -s coverage`,
+`nox --no-venv -s gpu`.
 
 Dependencies are declared once, in pyproject.toml; `constraints.txt` pins torch to the CPU
 wheel. With `--no-venv` (`nox --no-venv -s crosscheck`) nothing is installed and the session
@@ -7,7 +8,9 @@ runs in the current environment: a GPU machine that already has CUDA builds of t
 
 from __future__ import annotations
 
+import json
 import os
+import re
 
 import nox
 
@@ -70,3 +73,46 @@ def mutants(session: nox.Session) -> None:
     # where a mutant survives every dtype or an unexpected check kills it. Posargs replace this.
     every = ["--dtype", "float64", "--dtype", "float32", "--dtype", "bfloat16", "--dtype", "float16"]
     session.run("python", "-m", "crosscheck", "mutants", *(session.posargs or every))
+
+
+# The backward code: autograd.Function `backward`s, custom_vjp `*_bwd` rules and the gradient
+# helpers they call (named `*_backward`, `*_grad(s)`, and norm's `_xhat_vjp`).
+BACKWARD = re.compile(r"(^|\.)backward$|_backward$|_bwd$|_grads?$|^_xhat_vjp$")
+
+
+def _backward_coverage(session: nox.Session, path: str) -> None:
+    """Log the coverage of the backward functions in the JSON report at `path`, with what they miss."""
+    with open(path) as f:
+        files = json.load(f)["files"]
+    lines = branches = covered_lines = covered_branches = 0
+    for name, data in sorted(files.items()):
+        for function, info in data["functions"].items():
+            if not BACKWARD.search(function):
+                continue
+            s = info["summary"]
+            lines, covered_lines = lines + s["num_statements"], covered_lines + s["covered_lines"]
+            branches, covered_branches = branches + s["num_branches"], covered_branches + s["covered_branches"]
+            missed = [f"line {n} not run" for n in info["missing_lines"]]
+            missed += [f"branch {a}->{b if b > 0 else 'exit'} not taken" for a, b in info["missing_branches"]]
+            if missed:
+                session.log(f"{name} {function}: {', '.join(missed)}")
+    session.log(f"backward functions: {covered_lines} of {lines} lines, {covered_branches} of {branches} branches")
+
+
+@nox.session
+def coverage(session: nox.Session) -> None:
+    """Line and branch coverage of torch_layers/ and jax_layers/ under the crosscheck (float64, float32)."""
+    install(session, "coverage")
+    env = {"COVERAGE_FILE": os.path.join("reports", ".coverage")}
+    os.makedirs("reports", exist_ok=True)
+    packages = ["--include=torch_layers/*,jax_layers/*"]
+    # One process (coverage.py does not follow `--jobs` shards), and no program cache: a JAX
+    # program loaded from it is never traced, so its backward's lines would not run.
+    args = session.posargs or ["--dtype", "float64", "--dtype", "float32"]
+    session.run(
+        "python", "-m", "coverage", "run", "--branch", "--source=torch_layers,jax_layers",
+        "-m", "crosscheck", "--jobs", "1", "--no-program-cache", *args, env=env,
+    )
+    session.run("python", "-m", "coverage", "report", "--show-missing", *packages, env=env)
+    session.run("python", "-m", "coverage", "json", "-q", "-o", "reports/coverage.json", *packages, env=env)
+    _backward_coverage(session, os.path.join("reports", "coverage.json"))

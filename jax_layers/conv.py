@@ -76,7 +76,7 @@ def conv_kernel_grad(strides, padding, input_dilation, kernel_dilation, groups, 
     """`dL/dkernel` of `conv(x, kernel)`: `x` correlated with `g`, summed over the batch."""
     nd = len(kernel_shape) - 2
     n, spatial, cin = x.shape[0], x.shape[1:-1], x.shape[-1]
-    if n == 0:
+    if n == 0:  # an empty batch: no crosscheck case has one (tests/test_layers_conv.py does)
         return jnp.zeros(kernel_shape, g.dtype)
     cig = cin // groups
     # (N, *s, G * I/G) -> (I/G, *s, G * N): channels become the batch and each group's samples

@@ -1,8 +1,9 @@
 """Softmax and log-softmax with hand-written VJPs, called like `jax.nn`'s.
 
-The axes are static (`nondiff_argnums`); the residuals are the output and the optional
-`where` mask. With `y = softmax(x)`, `dx = y (g - sum(g y))`; with `y = log_softmax(x)`,
-`dx = g - exp(y) sum(g)`, the sums over the axes (and only where `where` is True).
+The axes are static (`nondiff_argnums`); the residuals are the output (and softmax's optional
+`where` mask). With `y = softmax(x)`, `dx = y (g - sum(g y))`, where `y` is 0 at masked-out
+elements; with `y = log_softmax(x)`, `dx = g - exp(y) sum(g)`, the sums over the axes. A
+log-softmax mask is applied around its VJP, by `jnp.where` (see `log_softmax`).
 
 bfloat16 and float16 are computed in float32 and rounded once at the end, as torch's kernels
 do: exp, sum and divide each rounded to 8 or 11 bits would cost several roundings per output.
@@ -64,30 +65,25 @@ def _softmax_bwd(axes, res, g):
 _softmax_vjp.defvjp(_softmax_fwd, _softmax_bwd)
 
 
-def _log_softmax(axes, x, where):
-    shifted = _shifted(axes, _wide(x), where)
-    lse = jnp.log(jnp.sum(jnp.exp(shifted), axes, where=where, keepdims=True))
-    y = shifted - lse
-    return (y if where is None else jnp.where(where, y, -jnp.inf)).astype(x.dtype)
+def _log_softmax(axes, x):
+    shifted = _shifted(axes, _wide(x), None)
+    lse = jnp.log(jnp.sum(jnp.exp(shifted), axes, keepdims=True))
+    return (shifted - lse).astype(x.dtype)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _log_softmax_vjp(axes, x, where):
-    return _log_softmax(axes, x, where)
+def _log_softmax_vjp(axes, x):
+    return _log_softmax(axes, x)
 
 
-def _log_softmax_fwd(axes, x, where):
-    y = _log_softmax(axes, x, where)
-    return y, (y, where)
+def _log_softmax_fwd(axes, x):
+    y = _log_softmax(axes, x)
+    return y, y
 
 
-def _log_softmax_bwd(axes, res, g):
-    y, where = res
+def _log_softmax_bwd(axes, y, g):
     wy, wg = _wide(y), _wide(g)
-    if where is None:
-        return (wg - jnp.exp(wy) * jnp.sum(wg, axes, keepdims=True)).astype(g.dtype), None
-    total = jnp.sum(wg, axes, where=where, keepdims=True)
-    return jnp.where(where, wg - jnp.exp(wy) * total, 0).astype(g.dtype), None
+    return ((wg - jnp.exp(wy) * jnp.sum(wg, axes, keepdims=True)).astype(g.dtype),)
 
 
 _log_softmax_vjp.defvjp(_log_softmax_fwd, _log_softmax_bwd)
@@ -122,7 +118,13 @@ def softmax(x: jax.Array, axis: int | tuple[int, ...] | None = -1, where: jax.Ar
 
 def log_softmax(x: jax.Array, axis: int | tuple[int, ...] | None = -1, where: jax.Array | None = None) -> jax.Array:
     """Like `jax.nn.log_softmax`: `x - log(sum(exp(x)))` over `axis`; masked-out outputs are -inf."""
-    return _log_softmax_vjp(_axes(axis, x.ndim), x, _where(where, x))
+    axes, where = _axes(axis, x.ndim), _where(where, x)
+    if where is None:
+        return _log_softmax_vjp(axes, x)
+    # Masked-out inputs enter as -inf: they add nothing to the max or the sum. Both `where`s are
+    # JAX's own, so their VJPs give the masked inputs no gradient and drop the cotangents of the
+    # masked (constant -inf) outputs before the hand-written VJP, which needs no mask.
+    return jnp.where(where, _log_softmax_vjp(axes, jnp.where(where, x, -jnp.inf)), -jnp.inf)
 
 
 class Softmax(nnx.Module):

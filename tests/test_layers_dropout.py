@@ -109,6 +109,15 @@ def test_torch_module_and_edge_cases_like_builtin():
         torch.testing.assert_close(ya, F.dropout(v, 0.4), rtol=0, atol=0)
 
 
+def test_torch_floating_mask_gets_no_gradient_even_alone():
+    x = t64(np_rng(0).standard_normal((3, 4)), requires_grad=False)
+    mask = t64((np_rng(1).random((3, 4)) >= 0.25).astype(float))
+    y = TD.dropout(x, 0.25, mask=mask)
+    assert y.requires_grad  # the backward runs, for the mask alone
+    y.sum().backward()
+    assert mask.grad is None and x.grad is None
+
+
 def test_nnx_module_same_rngs_same_result_as_builtin():
     x = jnp.asarray(np_rng(4).standard_normal((4, 3, 5)))
     for kw in ({}, {"broadcast_dims": (1,)}):

@@ -106,6 +106,17 @@ def test_cross_entropy_mean_divides_by_the_weights_of_counted_targets():
     np.testing.assert_allclose(out, np.log(2.0), rtol=1e-14)
 
 
+def test_cross_entropy_class_weight_gets_no_gradient_even_alone():
+    # The built-in refuses a weight that requires grad; ours treats it as a constant, as the
+    # JAX side does, also when it alone requires grad and the backward runs for it.
+    x, t, w = _ce_data((4, 3), True, -100)
+    weight = t64(w)
+    loss = TL.cross_entropy(t64(x, requires_grad=False), torch.from_numpy(t), weight)
+    assert loss.requires_grad
+    loss.backward()
+    assert weight.grad is None
+
+
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_cross_entropy_empty_and_all_ignored_like_builtin(reduction):
     for x, t in [(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)), (torch.randn(2, 3), torch.full((2,), -100))]:

@@ -37,6 +37,7 @@ class DropoutFunction(torch.autograd.Function):
     def backward(ctx, grad_output):
         (mask,) = ctx.saved_tensors
         grad_input = None
+        # False only when a floating `mask` alone requires grad (tests/test_layers_dropout.py).
         if ctx.needs_input_grad[0]:
             grad_input = grad_output * _noise(mask, ctx.p, grad_output.dtype)
         return grad_input, None, None

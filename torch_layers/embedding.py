@@ -30,10 +30,10 @@ class EmbeddingFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
+        # No `needs_input_grad` test: `weight` is the one differentiable input (the indices are
+        # integers), so backward runs only when it needs a gradient.
         (input,) = ctx.saved_tensors
         padding_idx, scale_grad_by_freq = ctx.options
-        if not ctx.needs_input_grad[1]:
-            return None, None, None, None
         num, dim = ctx.weight_shape
         # Half-precision sums of many rows lose digits; accumulate in float32 at least.
         dtype = torch.promote_types(ctx.weight_dtype, torch.float32)

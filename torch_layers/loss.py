@@ -72,6 +72,7 @@ class CrossEntropyFunction(torch.autograd.Function):
     def backward(ctx, grad_output):
         input, target, weight = ctx.saved_tensors
         reduction, label_smoothing, ignore_index = ctx.options
+        # True only when the class `weight` alone requires grad (tests/test_layers_loss.py).
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None, None
         dtype, dim = _compute_dtype(input.dtype), _class_dim(input)

@@ -32,14 +32,13 @@ class MaxPool2dFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output, grad_indices):
+        # No `needs_input_grad` test: `input` is the one tensor argument, so backward runs only
+        # when it needs a gradient.
         (indices,) = ctx.saved_tensors
-        grad_input = None
-        if ctx.needs_input_grad[0]:
-            n, c, h, w = ctx.input_shape
-            # Accumulate, not assign: with overlapping windows one input can win several.
-            flat = grad_output.new_zeros((n, c, h * w)).scatter_add(2, indices.flatten(2), grad_output.flatten(2))
-            grad_input = flat.reshape(n, c, h, w)
-        return grad_input, None, None, None, None, None
+        n, c, h, w = ctx.input_shape
+        # Accumulate, not assign: with overlapping windows one input can win several.
+        flat = grad_output.new_zeros((n, c, h * w)).scatter_add(2, indices.flatten(2), grad_output.flatten(2))
+        return flat.reshape(n, c, h, w), None, None, None, None, None
 
 
 def _window_counts(size, out, k, s, p, ceil_mode, count_include_pad):
@@ -85,19 +84,18 @@ class AvgPool2dFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
+        # No `needs_input_grad` test: `input` is the one tensor argument (as in max pooling).
         kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override = ctx.config
-        grad_input = None
-        if ctx.needs_input_grad[0]:
-            if divisor_override:
-                divisor = divisor_override
-            else:
-                rows, cols = (
-                    _window_counts(n, o, k, s, p, ceil_mode, count_include_pad)
-                    for n, o, k, s, p in zip(ctx.input_shape[2:], grad_output.shape[2:], kernel_size, stride, padding)
-                )
-                factory = {"dtype": grad_output.dtype, "device": grad_output.device}
-                divisor = torch.tensor(rows, **factory)[:, None] * torch.tensor(cols, **factory)
-            grad_input = window_sum_grad(grad_output / divisor, ctx.input_shape, kernel_size, stride, padding)
+        if divisor_override:
+            divisor = divisor_override
+        else:
+            rows, cols = (
+                _window_counts(n, o, k, s, p, ceil_mode, count_include_pad)
+                for n, o, k, s, p in zip(ctx.input_shape[2:], grad_output.shape[2:], kernel_size, stride, padding)
+            )
+            factory = {"dtype": grad_output.dtype, "device": grad_output.device}
+            divisor = torch.tensor(rows, **factory)[:, None] * torch.tensor(cols, **factory)
+        grad_input = window_sum_grad(grad_output / divisor, ctx.input_shape, kernel_size, stride, padding)
         return grad_input, None, None, None, None, None, None
 
 

@@ -22,14 +22,18 @@ def _keep_float(p):
 
 def _case(name, shape, p, mask_shape=None, mask_kind="bool"):
     mask_shape = shape if mask_shape is None else mask_shape
-    draw = _keep(p) if mask_kind == "bool" else _keep_float(p)
+    # p = 1 drops every element whatever the mask: a mask that keeps half leaves that to the
+    # layers' own rule for p = 1 (dividing by 1 - p would give inf or NaN there).
+    keep = 0.5 if p == 1 else p
+    draw = _keep(keep) if mask_kind == "bool" else _keep_float(keep)
 
     # Modules through importlib: `torch_layers.dropout` may be the re-exported function.
     def torch_fn(x, mask):
         return importlib.import_module("torch_layers.dropout").dropout(x, p, mask=mask)
 
     def torch_ref(x, mask):
-        return x * mask.to(x.dtype) / (1 - p)
+        kept = x * mask.to(x.dtype)
+        return kept * 0 if p == 1 else kept / (1 - p)  # p = 1 drops everything
 
     def jax_fn(x, mask):
         return importlib.import_module("jax_layers.dropout").dropout(x, p, mask)
@@ -37,7 +41,7 @@ def _case(name, shape, p, mask_shape=None, mask_kind="bool"):
     def jax_ref(x, mask):
         import jax.numpy as jnp
 
-        return jnp.where(jnp.broadcast_to(mask != 0, x.shape), x / (1 - p), 0)
+        return jnp.where(jnp.broadcast_to(mask != 0, x.shape), x * 0 if p == 1 else x / (1 - p), 0)
 
     def torch_module(dtype, device):
         return importlib.import_module("torch_layers.dropout").Dropout(p)
@@ -83,3 +87,5 @@ _register("dropout", (3, 1, 5), 0.25)
 _register("dropout-float-mask", (2, 4, 1), 0.6, mask_kind="float")
 # One mask shared along dim 1, as nnx.Dropout(broadcast_dims=(1,)) draws it.
 _register("dropout-broadcast", (4, 3, 2), 0.25, mask_shape=(4, 1, 2))
+# p = 1: every element dropped, whatever the mask.
+_register("dropout-p1", (4, 1, 3), 1.0)

@@ -10,6 +10,12 @@ while their cotangents still reach the layer's backward, which must drop them. A
 that forgets the padding row then fails finite differences as well as the cross checks. The
 padding row is drawn as zero, as torch initialises it, so the modules (which read it as is)
 agree with the case functions.
+
+`scale_grad_by_freq` (torch only) divides each row's gradient by how often its index occurs
+in the batch: a rule too. That case reads out `y / count` in value, each lookup divided by
+its index's count, with the gradient passed to `y` unscaled, so the layer's rule is the true
+derivative of what the case computes; the JAX side (Flax has no such option) computes
+`y / count` plainly. Its modules are left out: they return `y`, and only torch's scales.
 """
 
 from __future__ import annotations
@@ -63,23 +69,41 @@ def jax_read_out(indices, y, pad_row):
     return y - jax.lax.stop_gradient(y * pad)
 
 
-def _case(name, index_shape, num_embeddings, dim, padding_idx=None):
+def torch_per_count(input, y, by_freq):
+    """With `by_freq`, `y / count` in value, each lookup divided by how often its index occurs in
+    `input`, while the gradient reaches `y` as it is."""
+    if not by_freq:
+        return y
+    count = (input.unsqueeze(-1) == input.reshape(-1)).sum(-1, keepdim=True).to(y.dtype)
+    return (y / count).detach() + (y - y.detach())
+
+
+def jax_per_count(indices, y, by_freq):
+    """With `by_freq`, `y / count`, each lookup divided by how often its index occurs in `indices`."""
+    if not by_freq:
+        return y
+    return y / (indices[..., None] == indices.reshape(-1)).sum(-1, keepdims=True).astype(y.dtype)
+
+
+def _case(name, index_shape, num_embeddings, dim, padding_idx=None, by_freq=False):
     pad_row = None if padding_idx is None else padding_idx % num_embeddings
 
     def torch_fn(input, weight):
         from torch_layers.embedding import embedding
 
-        return torch_read_out(input, embedding(input, weight, padding_idx), pad_row)
+        y = embedding(input, weight, padding_idx, scale_grad_by_freq=by_freq)
+        return torch_read_out(input, torch_per_count(input, y, by_freq), pad_row)
 
     def torch_ref(input, weight):
         import torch.nn.functional as F
 
-        return torch_read_out(input, F.embedding(input, weight, padding_idx), pad_row)
+        y = F.embedding(input, weight, padding_idx, scale_grad_by_freq=by_freq)
+        return torch_read_out(input, torch_per_count(input, y, by_freq), pad_row)
 
     def jax_fn(indices, weight):
         from jax_layers.embedding import embedding
 
-        return jax_read_out(indices, embedding(indices, weight, padding_idx), pad_row)
+        return jax_read_out(indices, jax_per_count(indices, embedding(indices, weight, padding_idx), by_freq), pad_row)
 
     def jax_ref(indices, weight):
         import jax
@@ -88,7 +112,7 @@ def _case(name, index_shape, num_embeddings, dim, padding_idx=None):
         if padding_idx is not None:
             row = (jnp.arange(num_embeddings) == pad_row)[:, None]
             weight = jnp.where(row, jax.lax.stop_gradient(weight), weight)
-        return jax_read_out(indices, jnp.take(weight, indices, axis=0), pad_row)
+        return jax_read_out(indices, jax_per_count(indices, jnp.take(weight, indices, axis=0), by_freq), pad_row)
 
     def torch_module(dtype, device):
         from torch_layers.embedding import Embedding
@@ -113,28 +137,30 @@ def _case(name, index_shape, num_embeddings, dim, padding_idx=None):
         torch_ref=torch_ref,
         jax_fn=jax_fn,
         jax_ref=jax_ref,
-        torch_module=torch_module,
-        jax_module=jax_module,
+        torch_module=None if by_freq else torch_module,
+        jax_module=None if by_freq else jax_module,
         description=f"indices {index_shape} into ({num_embeddings}, {dim}), padding_idx={padding_idx}, "
-        f"{int(np.prod(index_shape))} lookups",
+        f"scale_grad_by_freq={by_freq}, {int(np.prod(index_shape))} lookups",
     )
 
 
-def _register(name, index_shape, num_embeddings, dim, padding_idx=None, ranks=range(4)):
+def _register(name, index_shape, num_embeddings, dim, padding_idx=None, ranks=range(4), by_freq=False):
     """The case at its declared shapes, with index shapes of each rank in `ranks` (sizes 1..4
     per dim), vocabularies of up to 8 rows (enough to hold `padding_idx`) and 1..4 features
     as further shape buckets."""
 
     def build(rank, sizes, num_embeddings, dim):
-        return _case(name, sizes[:rank], num_embeddings, dim, padding_idx)
+        return _case(name, sizes[:rank], num_embeddings, dim, padding_idx, by_freq)
 
     smallest = 1 if padding_idx is None else max(padding_idx + 1, -padding_idx)
     ranges = dict(rank=ranks, sizes=tuple(itertools.product(range(1, 5), repeat=3)),
                   num_embeddings=range(smallest, 9), dim=range(1, 5))
-    register(_case(name, index_shape, num_embeddings, dim, padding_idx), build, ranges)
+    register(_case(name, index_shape, num_embeddings, dim, padding_idx, by_freq), build, ranges)
 
 
 _register("embedding", (2, 1, 8), 5, 3)
 _register("embedding-padding", (1, 7, 2), 4, 3, padding_idx=2)
 _register("embedding-padding-negative", (9, 1, 2), 6, 2, padding_idx=-1)
 _register("embedding-1d", (12,), 3, 4, ranks=(1,))
+# 12 lookups into 5 rows: the counts differ from row to row, so a wrong divisor shows.
+_register("embedding-scale-grad-by-freq", (3, 1, 4), 5, 3, by_freq=True)

@@ -1,4 +1,5 @@
-"""Cases for losses: cross entropy (torch `(N, C, d...)` <-> JAX channels-last) and MSE.
+"""Cases for losses: cross entropy (torch `(N, C, d...)` <-> JAX channels-last) and MSE
+(also with a target that broadcasts against the input).
 
 Class weights are constants of the case, chosen exactly representable in bfloat16, so every
 dtype and the float64 oracle see the same weights. Targets are class indices (not
@@ -6,6 +7,9 @@ differentiable) with `ignore_index` drawn among them.
 """
 
 from __future__ import annotations
+
+import contextlib
+import warnings
 
 import numpy as np
 
@@ -112,16 +116,32 @@ def _ce_case(name, shape, *, reduction="mean", weight=False, label_smoothing=0.0
     )
 
 
-def _mse_case(name, shape, reduction):
+@contextlib.contextmanager
+def _sizes_differ_quietly():
+    """torch's mse_loss (and ours) warn when the target's size differs from the input's."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Using a target size", UserWarning)
+        yield
+
+
+def _mse_case(name, shape, reduction, target_shape=None):
+    """With `target_shape`, a target that broadcasts against the input, each summing its
+    gradient back over the dims broadcasting added or stretched; no modules then, since torch
+    warns about the differing sizes (the case functions silence it)."""
+    broadcast = target_shape is not None
+    target_shape = shape if target_shape is None else target_shape
+
     def torch_fn(input, target):
         from torch_layers.loss import mse_loss
 
-        return mse_loss(input, target, reduction=reduction)
+        with _sizes_differ_quietly():
+            return mse_loss(input, target, reduction=reduction)
 
     def torch_ref(input, target):
         import torch.nn.functional as F
 
-        return F.mse_loss(input, target, reduction=reduction)
+        with _sizes_differ_quietly():
+            return F.mse_loss(input, target, reduction=reduction)
 
     def jax_fn(x, target):
         from jax_layers.loss import mse_loss
@@ -147,14 +167,14 @@ def _mse_case(name, shape, reduction):
     return Case(
         name=name,
         family="loss",
-        inputs=(Tensor("input", shape), Tensor("target", shape)),
+        inputs=(Tensor("input", shape), Tensor("target", target_shape)),
         torch_fn=torch_fn,
         torch_ref=torch_ref,
         jax_fn=jax_fn,
         jax_ref=jax_ref,
-        torch_module=torch_module,
-        jax_module=jax_module,
-        description=f"{shape}, {reduction}",
+        torch_module=None if broadcast else torch_module,
+        jax_module=None if broadcast else jax_module,
+        description=f"input {shape}, target {target_shape}, {reduction}",
     )
 
 
@@ -187,3 +207,22 @@ _register(_ce_case, "cross_entropy-unbatched", (5,), range(1, 5), label_smoothin
 _register(_mse_case, "mse", (3, 1, 4), range(5), reduction="mean")
 _register(_mse_case, "mse-sum", (2, 5), range(5), reduction="sum")
 _register(_mse_case, "mse-none", (1, 6), range(5), reduction="none")
+
+
+def _register_mse_broadcast(name, shape, target_shape, reduction):
+    """The case at its declared shapes, then buckets of broadcast shape `(n0, n1[, n2])`: the
+    input stretched along dim 1, the target without `lead` leading dims and, in rank 3,
+    stretched along the last."""
+
+    def build(rank, n0, n1, n2, lead):
+        full = [n0, n1, n2][:rank]
+        target = full[lead:-1] + [1] if rank == 3 else full[lead:]
+        return _mse_case(name, (n0, 1, *full[2:]), reduction, tuple(target))
+
+    ranges = dict(rank=(2, 3), n0=range(1, 5), n1=range(1, 5), n2=range(1, 5), lead=(0, 1))
+    register(_mse_case(name, shape, reduction, target_shape), build, ranges)
+
+
+# Broadcast (3, 2, 4): the input stretched along dim 1, the target given a leading dim and
+# stretched along the last; the mean divides by the broadcast size.
+_register_mse_broadcast("mse-broadcast", (3, 1, 4), (2, 1), "mean")

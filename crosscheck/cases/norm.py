@@ -209,7 +209,8 @@ def _batch_norm_modules(c, eps, affine, running):
     return torch_module, jax_module
 
 
-def _batch_norm_case(name, in_shape, eps=1e-5, affine=True, running=False, modules=True):
+def _batch_norm_case(name, in_shape, eps=1e-5, affine=True, running=False, modules=True, stats_grad=False):
+    """With `stats_grad`, the running statistics are differentiated too (`running` only)."""
     c, nd = in_shape[1], len(in_shape)
     axes = tuple(range(nd - 1))  # JAX: every axis but the trailing channels
 
@@ -226,10 +227,16 @@ def _batch_norm_case(name, in_shape, eps=1e-5, affine=True, running=False, modul
         return batch_norm(x, mean, var, w, b, training=not running, eps=eps)
 
     def torch_ref(*args):
+        import torch
         import torch.nn.functional as F
 
         x, mean, var, w, b = parts(args)
-        return F.batch_norm(x, mean, var, w, b, training=not running, eps=eps)
+        if not stats_grad:
+            return F.batch_norm(x, mean, var, w, b, training=not running, eps=eps)
+        # F.batch_norm refuses running statistics that require grad: the same math from plain ops.
+        view = (1, c) + (1,) * (nd - 2)
+        y = (x - mean.view(view)) * torch.rsqrt(var.view(view) + eps)
+        return y * w.view(view) + b.view(view) if affine else y
 
     def jax_fn(*args):
         from jax_layers.norm import batch_norm
@@ -247,17 +254,18 @@ def _batch_norm_case(name, in_shape, eps=1e-5, affine=True, running=False, modul
     lay = CHANNELS_LAST.get(nd, IDENTITY)
     inputs = (Tensor("input", in_shape, layout=lay),)
     params = _affine_params((c,), affine, affine)
-    if running:  # module state: loaded into both modules, never differentiated
+    if running:  # module state: loaded into both modules, never differentiated there
         params += (
-            Tensor("running_mean", (c,), differentiable=False, jax_name="mean"),
-            Tensor("running_var", (c,), differentiable=False, draw=draw.uniform(0.5, 2.0), jax_name="var"),
+            Tensor("running_mean", (c,), differentiable=stats_grad, jax_name="mean"),
+            Tensor("running_var", (c,), differentiable=stats_grad, draw=draw.uniform(0.5, 2.0), jax_name="var"),
         )
     torch_module, jax_module = _batch_norm_modules(c, eps, affine, running) if modules else (None, None)
+    stats = "running statistics" + (", differentiated" if stats_grad else "") if running else "batch statistics"
     return Case(
         name=name, family="norm", inputs=inputs, params=params, out_layouts=(lay,),
         torch_fn=torch_fn, torch_ref=torch_ref, jax_fn=jax_fn, jax_ref=jax_ref,
         torch_module=torch_module, jax_module=jax_module, param_map=BATCH_NORM,
-        description=f"x {in_shape} (NC*; N*C on JAX), {'running' if running else 'batch'} statistics, eps={eps}, affine={affine}",
+        description=f"x {in_shape} (NC*; N*C on JAX), {stats}, eps={eps}, affine={affine}",
     )
 
 
@@ -332,3 +340,7 @@ _batch_norm("batch_norm", (3, 4, 2, 1))
 _batch_norm("batch_norm-noaffine", (4, 3, 1, 2), affine=False)
 _batch_norm("batch_norm-nc", (5, 1), modules=False)
 _batch_norm("batch_norm-eval", (3, 4, 2, 1), running=True)
+# Both layers give the running statistics their true gradients when asked, as flax.nnx.BatchNorm
+# does under nnx.grad of its BatchStat (torch's F.batch_norm refuses them). The modules hold them
+# as buffers and batch stats, so this case runs the functions alone.
+_batch_norm("batch_norm-eval-stats", (2, 3, 1, 4), running=True, stats_grad=True, modules=False)

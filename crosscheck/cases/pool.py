@@ -103,11 +103,14 @@ def _max_pool_case(name, x_shape, kernel_size, stride=None, padding=0, dilation=
     )
 
 
-def _avg_pool_case(name, x_shape, kernel_size, stride=None, padding=0, count_include_pad=True):
+def _avg_pool_case(name, x_shape, kernel_size, stride=None, padding=0, count_include_pad=True, divisor_override=None):
+    """With `divisor_override` (torch only), every window sum is divided by it; the JAX side
+    scales Flax's mean over the whole window by `window size / divisor_override`, exact in
+    binary where the divisor is a power of two."""
     window, pad = _pair(kernel_size), _pair(padding)
     strides = window if stride is None else _pair(stride)
     pads = tuple((p, p) for p in pad)
-    torch_args = (kernel_size, stride, padding, False, count_include_pad)
+    torch_args = (kernel_size, stride, padding, False, count_include_pad, divisor_override)
     CONFIGS.setdefault(name, {"torch": torch_args, "jax": (window, strides, pads, count_include_pad)})
 
     def torch_fn(x):
@@ -123,7 +126,9 @@ def _avg_pool_case(name, x_shape, kernel_size, stride=None, padding=0, count_inc
     def jax_fn(x):
         from jax_layers.pool import avg_pool
 
-        return avg_pool(x, window, strides, pads, count_include_pad)
+        if divisor_override is None:
+            return avg_pool(x, window, strides, pads, count_include_pad)
+        return avg_pool(x, window, strides, pads, True) * (window[0] * window[1] / divisor_override)
 
     def jax_ref(x):
         import jax.numpy as jnp
@@ -132,6 +137,8 @@ def _avg_pool_case(name, x_shape, kernel_size, stride=None, padding=0, count_inc
         ones = (1,) * (x.ndim - 3)
         dims, steps, padding_ = (*ones, *window, 1), (*ones, *strides, 1), (*((0, 0),) * len(ones), *pads, (0, 0))
         total = lax.reduce_window(x, 0.0, lax.add, dims, steps, padding_)
+        if divisor_override is not None:
+            return total / divisor_override
         if count_include_pad:
             return total / (window[0] * window[1])
         count = lax.reduce_window(jnp.ones_like(x), 0.0, lax.add, dims, steps, padding_)
@@ -148,6 +155,7 @@ def _avg_pool_case(name, x_shape, kernel_size, stride=None, padding=0, count_inc
         return AvgPool(window, strides, pads, count_include_pad)
 
     layout = CHANNELS_LAST[len(x_shape) == 4]
+    plain = divisor_override is None  # Flax's AvgPool has no divisor_override: no modules then
     return Case(
         name=name,
         family="pool",
@@ -156,11 +164,11 @@ def _avg_pool_case(name, x_shape, kernel_size, stride=None, padding=0, count_inc
         torch_ref=torch_ref,
         jax_fn=jax_fn,
         jax_ref=jax_ref,
-        torch_module=torch_module,
-        jax_module=jax_module,
+        torch_module=torch_module if plain else None,
+        jax_module=jax_module if plain else None,
         out_layouts=(layout,),
         description=f"x {x_shape}, kernel_size={kernel_size}, stride={stride}, padding={padding}, "
-        f"count_include_pad={count_include_pad}",
+        f"count_include_pad={count_include_pad}, divisor_override={divisor_override}",
     )
 
 
@@ -201,3 +209,7 @@ _register(_avg_pool_case, "avg_pool2d", (2, 3, 7, 6), 3, stride=2, padding=1)
 _register(_avg_pool_case, "avg_pool2d-exclude-pad", (1, 2, 5, 7), (2, 3), stride=(1, 2), padding=1,
           count_include_pad=False, narrow=dict(kernel_size=_grid(2, 3), padding=(1,), count_include_pad=(False,)))
 _register(_avg_pool_case, "avg_pool2d-default-stride", (3, 1, 6, 4), 2, narrow=dict(stride=(None,)))
+# A divisor unlike any window's count (4 against 6 entries), a power of two so that the JAX
+# side's scale is exact in every dtype; torch ignores count_include_pad under it.
+_register(_avg_pool_case, "avg_pool2d-divisor", (2, 1, 5, 6), (2, 3), stride=(1, 2), padding=1, divisor_override=4,
+          narrow=dict(divisor_override=(4,)))

@@ -55,6 +55,16 @@ def grad_mask_inverted():
     return _jax(bwd, 0.25)
 
 
+def grad_without_rate_one_rule():
+    import jax.numpy as jnp
+
+    def bwd(rate, res, g):
+        (mask,) = res
+        return jnp.where(mask, g / (1 - rate), 0), None  # rate 1: g / 0 where the mask keeps
+
+    return _jax(bwd, 1.0)
+
+
 for _name, _case, _side, _make, _desc in [
     ("dropout/grad-not-rescaled", "dropout", "torch", grad_not_rescaled, "gradient masked but not divided by 1 - p"),
     ("dropout-float-mask/grad-scaled-by-keep-rate", "dropout-float-mask", "torch", grad_scaled_by_keep_rate,
@@ -62,5 +72,7 @@ for _name, _case, _side, _make, _desc in [
     ("dropout/grad-ignores-mask", "dropout", "jax", grad_ignores_mask, "gradient flows into dropped elements"),
     ("dropout-broadcast/grad-mask-inverted", "dropout-broadcast", "jax", grad_mask_inverted,
      "gradient kept where the input was dropped and dropped where kept"),
+    ("dropout-p1/grad-without-rate-one-rule", "dropout-p1", "jax", grad_without_rate_one_rule,
+     "with rate 1, the gradient divided by 1 - rate = 0 where the mask keeps, not zeroed"),
 ]:
     register_mutant(Mutant(_name, _case, _side, _make(), VALUES, _desc))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..cases.embedding import jax_read_out, torch_read_out
+from ..cases.embedding import jax_read_out, torch_per_count, torch_read_out
 from ._core import Mutant, jax_with_bwd, register_mutant, torch_with_backward
 
 VALUES = ("grad", "grad-autodiff", "finite-diff")
@@ -78,6 +78,23 @@ def jax_grad_wrong_rows():
     return _jax(bwd)
 
 
+def torch_freq_over_all_lookups():
+    import torch
+
+    from torch_layers.embedding import EmbeddingFunction
+
+    def backward(ctx, g):
+        (input,) = ctx.saved_tensors
+        num, dim = ctx.weight_shape
+        # scale_grad_by_freq: every row divided by the number of lookups, not by its own count.
+        rows = g.reshape(-1, dim) / input.numel()
+        grad = torch.zeros((num, dim), dtype=g.dtype, device=g.device).index_add(0, input.reshape(-1), rows)
+        return None, grad, None, None
+
+    cls = torch_with_backward(EmbeddingFunction, backward)
+    return lambda i, w: torch_per_count(i, cls.apply(i, w, None, True), True)
+
+
 for _name, _case, _side, _make, _desc in [
     ("grad-overwrites", "embedding", "torch", torch_grad_overwrites,
      "weight gradient written with index_put (no accumulate): repeated indices keep one gradient"),
@@ -89,5 +106,7 @@ for _name, _case, _side, _make, _desc in [
      "padding_idx=-1 not turned into num_embeddings - 1, so no row is zeroed"),
     ("grad-wrong-rows", "embedding", "jax", jax_grad_wrong_rows,
      "weight gradient scattered into the next row"),
+    ("freq-over-all-lookups", "embedding-scale-grad-by-freq", "torch", torch_freq_over_all_lookups,
+     "scale_grad_by_freq divides by the number of lookups instead of each row's count"),
 ]:
     register_mutant(Mutant(f"embedding/{_name}", _case, _side, _make(), VALUES, _desc))

@@ -100,6 +100,25 @@ def mse_grad_missing_factor_two():
     return lambda x, t: f("mean", x, t)
 
 
+def mse_broadcast_grad_averaged():
+    import jax.numpy as jnp
+
+    L = _L()
+
+    def mean_to(a, shape):  # `_sum_to` with mean for sum: a broadcast copy's share, not its total
+        a = jnp.mean(a, axis=tuple(range(a.ndim - len(shape))))
+        stretched = tuple(i for i, s in enumerate(shape) if s == 1 and a.shape[i] != 1)
+        return jnp.mean(a, axis=stretched, keepdims=True)
+
+    def bwd(reduction, res, g):
+        x, target = res
+        grad = 2 * g * (x - target) / (jnp.size(x - target) if reduction == "mean" else 1)
+        return mean_to(grad, x.shape), mean_to(-grad, target.shape)
+
+    f = jax_with_bwd(L._mse, L._mse_fwd, bwd, nondiff_argnums=(0,))
+    return lambda x, t: f("mean", x, t)
+
+
 def mse_target_grad_sign():
     from torch_layers.loss import MSEFunction
 
@@ -123,5 +142,7 @@ for _name, _case, _side, _make, _desc in [
      "MSE gradient (x - t) instead of 2 (x - t)"),
     ("mse-target-grad-sign", "mse-sum", "torch", mse_target_grad_sign,
      "MSE target gradient with the input's sign"),
+    ("mse-broadcast-grad-averaged", "mse-broadcast", "jax", mse_broadcast_grad_averaged,
+     "MSE gradients averaged, not summed, over the dims broadcasting added or stretched"),
 ]:
     register_mutant(Mutant(f"loss/{_name}", _case, _side, _make(), VALUES, _desc))

@@ -9,7 +9,7 @@ from ._core import Mutant, jax_with_bwd, register_mutant, torch_with_backward
 VALUES = ("grad", "grad-autodiff", "finite-diff")
 # Options of the registered cases the mutants replace a side of.
 GROUP_NORM = (3, 1e-5)  # "group_norm": groups, eps
-BATCH_NORM_EPS = 1e-5  # "batch_norm", "batch_norm-eval"
+BATCH_NORM_EPS = 1e-5  # "batch_norm", "batch_norm-eval", "batch_norm-eval-stats"
 LAYER_NORM_EPS, RMS_NORM_EPS = 1e-5, 1e-6  # "layer_norm", "rms_norm"
 
 
@@ -141,6 +141,30 @@ def jax_batch_norm_eval_input_grad_without_scale():
     return lambda x, s, b, m, v: f(L._batch_config(x, -1, BATCH_NORM_EPS, True), x, m, v, s, b)
 
 
+def batch_norm_eval_mean_grad_sign():
+    N = _T()
+
+    def backward(ctx, g):
+        grads = list(N.BatchNormEvalFunction.backward(ctx, g))
+        if grads[1] is not None:
+            grads[1] = -grads[1]  # dL/dmean = +sum(gxhat) rstd: the minus sign of x - mean dropped
+        return tuple(grads)
+
+    cls = torch_with_backward(N.BatchNormEvalFunction, backward)
+    return lambda x, w, b, m, v: cls.apply(x, m, v, w, b, BATCH_NORM_EPS)
+
+
+def jax_batch_norm_eval_var_grad_without_half():
+    L = _J()
+
+    def bwd(cfg, res, g):
+        gx, gmean, gvar, *rest = L._batch_norm_eval_bwd(cfg, res, g)
+        return (gx, gmean, 2 * gvar, *rest)  # d rsqrt(v)/dv = -rsqrt(v)^3, the 1/2 forgotten
+
+    f = jax_with_bwd(L._batch_norm_eval_impl, L._batch_norm_eval_fwd, bwd, nondiff_argnums=(0,))
+    return lambda x, s, b, m, v: f(L._batch_config(x, -1, BATCH_NORM_EPS, True), x, m, v, s, b)
+
+
 for _name, _case, _side, _make, _expect, _desc in [
     ("layer_norm-no-mean-term", "layer_norm", "torch", layer_norm_without_mean_term, VALUES,
      "LayerNorm input gradient without the term through the mean"),
@@ -158,5 +182,9 @@ for _name, _case, _side, _make, _expect, _desc in [
      "RMSNorm bwd subtracts the mean of the gradient, as LayerNorm's does"),
     ("jax-batch_norm-eval-no-scale", "batch_norm-eval", "jax", jax_batch_norm_eval_input_grad_without_scale, VALUES,
      "BatchNorm (eval) input gradient without the scale"),
+    ("batch_norm-eval-mean-grad-sign", "batch_norm-eval-stats", "torch", batch_norm_eval_mean_grad_sign, VALUES,
+     "BatchNorm (eval) running mean gradient with the wrong sign"),
+    ("jax-batch_norm-eval-var-grad-without-half", "batch_norm-eval-stats", "jax",
+     jax_batch_norm_eval_var_grad_without_half, VALUES, "BatchNorm (eval) running variance gradient twice too large"),
 ]:
     register_mutant(Mutant(f"norm/{_name}", _case, _side, _make(), _expect, _desc))

@@ -37,6 +37,19 @@ def max_pool_grad_overwrites():
     return fn
 
 
+def _avg_pool(cls, case):
+    """`x -> cls.apply(x, ...)` with `case`'s arguments, as `avg_pool2d` applies AvgPool2dFunction."""
+    from torch_layers import pool as P
+
+    kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override = _config(case, "torch")
+
+    def fn(x):
+        x, _, k, s, p, _ = P._pool_args(x, kernel_size, stride, padding)
+        return cls.apply(x, k, s, p, ceil_mode, count_include_pad, divisor_override)
+
+    return fn
+
+
 def avg_pool_divisor_counts_padding():
     from torch_layers import pool as P
 
@@ -46,14 +59,17 @@ def avg_pool_divisor_counts_padding():
         gi = P.window_sum_grad(g / (kernel_size[0] * kernel_size[1]), ctx.input_shape, kernel_size, stride, padding)
         return gi, None, None, None, None, None, None
 
-    cls = torch_with_backward(P.AvgPool2dFunction, backward)
-    kernel_size, stride, padding, ceil_mode, count_include_pad = _config("avg_pool2d-exclude-pad", "torch")
+    return _avg_pool(torch_with_backward(P.AvgPool2dFunction, backward), "avg_pool2d-exclude-pad")
 
-    def fn(x):
-        x, _, k, s, p, _ = P._pool_args(x, kernel_size, stride, padding)
-        return cls.apply(x, k, s, p, ceil_mode, count_include_pad, None)
 
-    return fn
+def avg_pool_divisor_override_ignored():
+    from torch_layers import pool as P
+
+    def backward(ctx, g):
+        ctx.config = (*ctx.config[:5], None)  # divisor_override forgotten: the windows' counts divide
+        return P.AvgPool2dFunction.backward(ctx, g)
+
+    return _avg_pool(torch_with_backward(P.AvgPool2dFunction, backward), "avg_pool2d-divisor")
 
 
 def jax_max_pool_padding_offset_ignored():
@@ -91,6 +107,8 @@ for _name, _case, _side, _make, _desc in [
      "max pool gradient assigned, not accumulated, where overlapping windows share a winner"),
     ("avg-divisor-counts-padding", "avg_pool2d-exclude-pad", "torch", avg_pool_divisor_counts_padding,
      "average pool gradient divided by the full window where padding is excluded"),
+    ("avg-divisor-override-ignored", "avg_pool2d-divisor", "torch", avg_pool_divisor_override_ignored,
+     "average pool gradient divided by the windows' counts, not by divisor_override"),
     ("max-padding-offset-ignored", "max_pool2d", "jax", jax_max_pool_padding_offset_ignored,
      "max pool gradient routed without the padding offset"),
     ("avg-divisor-dropped", "avg_pool2d", "jax", jax_avg_pool_divisor_dropped,

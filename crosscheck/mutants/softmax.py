@@ -18,9 +18,10 @@ def _torch(function_name, backward, dim):
     return lambda x: cls.apply(x, dim)
 
 
-def _jax(primal, fwd, bwd, axes):
+def _jax(primal, fwd, bwd, axes, *mask):
+    """`primal` with `bwd`; softmax's primal also takes a `where` mask (`mask`: `(None,)`)."""
     f = jax_with_bwd(primal, fwd, bwd, nondiff_argnums=(0,))
-    return lambda x: f(axes, x, None)
+    return lambda x: f(axes, x, *mask)
 
 
 def softmax_missing_sum_term_torch():
@@ -38,7 +39,7 @@ def softmax_missing_sum_term_jax():
         y, _ = res
         return y * g, None
 
-    return _jax(S._softmax, S._softmax_fwd, bwd, (1,))
+    return _jax(S._softmax, S._softmax_fwd, bwd, (1,), None)
 
 
 def softmax_sum_over_last_axis():
@@ -50,7 +51,7 @@ def softmax_sum_over_last_axis():
         y, _ = res
         return y * (g - jnp.sum(g * y, -1, keepdims=True)), None  # the last axis, not `axes`
 
-    return _jax(S._softmax, S._softmax_fwd, bwd, (1,))
+    return _jax(S._softmax, S._softmax_fwd, bwd, (1,), None)
 
 
 def log_softmax_weights_with_y():
@@ -66,10 +67,9 @@ def log_softmax_softmax_formula():
 
     S = _S()
 
-    def bwd(axes, res, g):
-        y, _ = res
+    def bwd(axes, y, g):
         p = jnp.exp(y)
-        return g - p * jnp.sum(g * p, axes, keepdims=True), None  # softmax's sum(g y) term reused
+        return (g - p * jnp.sum(g * p, axes, keepdims=True),)  # softmax's sum(g y) term reused
 
     return _jax(S._log_softmax, S._log_softmax_fwd, bwd, (0,))
 
