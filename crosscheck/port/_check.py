@@ -183,7 +183,7 @@ def check_port(
     inputs,
     *,
     dtypes=None,
-    trials: int = 2,
+    trials: int = 1,
     seed: int = 0,
     mapping: dict[str, str] | None = None,
     out_layouts: tuple[Layout, ...] = (IDENTITY,),
@@ -200,7 +200,8 @@ def check_port(
         inputs: the models' inputs, each a `registry.Tensor` (shape in torch's layout, kind,
             how to draw it, `layout` into the NNX model's) or a shape, for a float input.
         dtypes: any of float64, float32, bfloat16, float16 (default: all four).
-        trials: fresh draws of inputs and cotangents per dtype.
+        trials: fresh draws of inputs and cotangents per dtype (each input's batch already
+            holds several samples).
         mapping: `{torch module path: nnx module path}` where names differ (see `convert`).
         out_layouts: how each output maps from torch's layout into NNX's.
         name: the name in messages (default: the two classes').
