@@ -172,6 +172,9 @@ def test_a_module_under_one_more_name_pairs_when_it_is_the_only_one():
     torch_model.cell = torch.nn.GRUCell(3, 2, bias=False)
     assert match_modules(torch_model, Net(nnx.Rngs(0))) == {"cell": "rnn.cell"}
     assert match_modules(torch_model, Net(nnx.Rngs(0), twice=True)) == {}  # ambiguous: left unpaired
+    # An index names no module by itself: torch `0` does not pair with nnx `encoder.0`.
+    nested = nnx.Dict({"encoder": nnx.List([nnx.Linear(5, 7, rngs=nnx.Rngs(0))])})
+    assert match_modules(torch.nn.Sequential(torch.nn.Linear(5, 7)), nested) == {}
 
 
 def test_gru_cells_take_the_map_the_nnx_cell_needs():

@@ -32,7 +32,7 @@ def _stats(torch_model=None, nnx_model=None, seed=0):
 
 
 def _check(ex, torch_model, nnx_model):
-    report = check_port(torch_model, nnx_model, ex.inputs, out_layouts=ex.out_layouts, tolerances=ex.tolerances, name=ex.name)
+    report = check_port(torch_model, nnx_model, ex.inputs, out_layouts=ex.out_layouts, name=ex.name)
     assert report.passed, format_failures(report)
     # Every dtype ran, and each compared every torch parameter's gradient.
     params = {f"grad of {n}" for n, _ in torch_model.named_parameters()}

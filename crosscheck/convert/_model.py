@@ -140,7 +140,8 @@ def pair_modules(torch_model, nnx_model, mapping: dict[str, str] | None = None) 
     """Pair every torch module that has a weight conversion with an nnx module (see the module
     docstring). A torch module with no nnx module at its path then pairs with the one free nnx
     module whose path ends with its own, or the other way round (torch `cell`, nnx `rnn.cell`
-    of an `nnx.RNN`), if there is exactly one; else it is left in `unpaired`."""
+    of an `nnx.RNN`; not by indices alone), if there is exactly one; else it is left in
+    `unpaired`."""
     mapping = dict(mapping or {})
     torch_paths = {p for p, _ in torch_model.named_modules()}
     unknown = [p for p in mapping if p not in torch_paths]
@@ -179,9 +180,10 @@ def pair_modules(torch_model, nnx_model, mapping: dict[str, str] | None = None) 
 
 
 def _ends_with(path: str, tail: str) -> bool:
-    """Whether `path` is `tail` under more leading names (`rnn.cell` ends with `cell`)."""
+    """Whether `path` is `tail` under more leading names (`rnn.cell` ends with `cell`); a tail
+    of indices alone (`0`) names no module by itself, so it never matches."""
     a, b = path.split("."), tail.split(".")
-    return bool(tail) and len(a) > len(b) and a[-len(b):] == b
+    return not all(p.isdigit() for p in b) and len(a) > len(b) and a[-len(b):] == b
 
 
 def match_modules(torch_model, nnx_model, mapping: dict[str, str] | None = None) -> dict[str, str]:

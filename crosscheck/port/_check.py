@@ -25,6 +25,15 @@ from ..layout import IDENTITY, Layout
 from ..registry import Case, Tensor
 from ..runner import CaseRun, Outcome
 
+# The bfloat16/float16 tables hold one layer against the float64 oracle; a model chains several,
+# and its weight gradients sum their rounding over every position and step. Over the eight
+# example pairs (crosscheck.models, ported each way, one trial; seeds 0..89 for cnn, encoder
+# and lm, 0..29 for the rest) the worst error was 2.30x the bfloat16 gradient table (cnn: a
+# BatchNorm's bias and the conv bias before it, whose gradients sum cancelling terms; lm:
+# 2.24x), 2.28x the float16 one (encoder, grad of norm1.bias) and 1.28x the bfloat16 value
+# table. float64 and float32 keep the harness's tolerances: their worst was 0.03x.
+MODEL_FACTOR = 3.0
+
 CHANNELS_LAST = Layout(
     "channels-last",
     lambda a: np.moveaxis(a, 2, -1) if a.ndim >= 4 else a,  # axis 0 is the trial axis
@@ -73,9 +82,12 @@ class PortRun(CaseRun):
             self.repro = f"crosscheck.port.check_port(torch_model, nnx_model, inputs, dtypes=[{dtype!r}], seed={seed}, trials={trials})"
 
     def tolerance(self, kind: str) -> Tolerance:
-        """As a case run's, with the longest reduction bounded by the largest parameter too."""
+        """As a case run's, with the longest reduction bounded by the largest parameter too,
+        and the low-precision tables (per layer) times MODEL_FACTOR unless overridden."""
         sizes = [math.prod(t.shape) for t in self.case.inputs] + [math.prod(s) for s in self.out_shapes] + [self.largest]
-        return tolerance(self.dtype, kind, self.case.tolerances, reduction=max(sizes))
+        tol = tolerance(self.dtype, kind, self.case.tolerances, reduction=max(sizes))
+        overridden = self.case.tolerances.get(self.dtype, {}).get(kind) is not None
+        return tol.scaled(MODEL_FACTOR) if self.low and not overridden else tol
 
     # -- the models in this run's dtype ---------------------------------------------------
     def _models(self):
