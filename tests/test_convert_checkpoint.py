@@ -10,6 +10,8 @@ import pytest
 import torch
 from flax import nnx
 
+import crosscheck.adapters.jax_adapter  # noqa: F401  (XLA's compile options, set before the first array)
+
 from crosscheck.convert import ConversionError, load_checkpoint, load_state_dict, nnx_to_torch, save_checkpoint, save_state_dict
 from crosscheck.models import EXAMPLES
 from crosscheck.port import check_port
@@ -94,3 +96,17 @@ def test_a_checkpoint_of_another_model_is_named_entry_by_entry(suffix, tmp_path)
         "nnx `head.bias` (6,) has no counterpart in the torch model: torch `head` (Linear) has nothing that maps to it; "
         "it holds: weight (6, 4), bias (6,)",
     ]
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_a_checkpoint_comes_back_through_an_nnx_model_bit_for_bit(suffix, tmp_path):
+    source = _trained()
+    first, second = tmp_path / f"a{suffix}", tmp_path / f"b{suffix}"
+    save_state_dict(source.state_dict(), first)
+    model = EX.nnx_model(nnx.Rngs(3))
+    load_checkpoint(first, EX.torch_model(), model)
+    save_checkpoint(model, _trained(), second)  # the template gives num_batches_tracked, 7 as in the source
+    got = load_state_dict(second)
+    assert sorted(got) == sorted(source.state_dict())
+    for key, value in source.state_dict().items():
+        assert got[key].dtype == value.dtype and torch.equal(got[key], value), key
