@@ -31,11 +31,9 @@ from ._model import (
     Conversion as Conversion,
     ConversionError as ConversionError,
     ConversionWarning as ConversionWarning,
-    Pairing as Pairing,
-    match_modules as match_modules,
     nnx_to_state_dict as nnx_to_state_dict,
     nnx_to_torch as nnx_to_torch,
-    pair_modules as pair_modules,
     state_dict_to_nnx as state_dict_to_nnx,
     torch_to_nnx as torch_to_nnx,
 )
+from ._pair import Pairing as Pairing, match_modules as match_modules, pair_modules as pair_modules

@@ -23,7 +23,8 @@ import numpy as np
 # see `_fast_compile`) and float64, which a port's float64 check needs.
 from ..adapters import jax_adapter as _jax_adapter  # noqa: F401, I001
 from ..compare import UNIT_ROUNDOFF, Tolerance, tolerance
-from ..convert._model import _torch_arrays, pair_modules, state_dict_to_nnx
+from ..convert._model import state_arrays, state_dict_to_nnx
+from ..convert._pair import pair_modules
 from ..layout import IDENTITY, Layout
 from ..registry import Case, Tensor
 from ..runner import CaseRun, Outcome
@@ -141,7 +142,7 @@ class PortRun(CaseRun):
     def check_weights(self):
         """The NNX model as given holds the torch model's weights: each equal to the port of
         the torch weight up to one rounding into the NNX variable's dtype."""
-        ported = self._stage("weights", lambda: self.pairing.to_nnx(_torch_arrays(self.torch_model.state_dict())))
+        ported = self._stage("weights", lambda: self.pairing.to_nnx(state_arrays(self.torch_model.state_dict())))
         if ported.error:
             self.error("weights", "-", "torch vs jax, as stored", ported.error)
             return
