@@ -105,6 +105,26 @@ def test_the_check_fails_where_the_models_compute_different_functions():
     assert not any(r.check == "weights" for r in report.failures)
 
 
+def test_the_check_fails_on_a_wrong_gradient_that_leaves_the_values_right(monkeypatch):
+    import importlib
+
+    import jax_layers
+    import torch_layers
+    from crosscheck.mutants import all_mutants
+
+    (zero_kernel_grad,) = [m for m in all_mutants() if m.name == "linear/kernel-grad-zero"]
+    # The module by path: the package's `linear` is the function of that name.
+    monkeypatch.setattr(importlib.import_module("jax_layers.linear"), "linear", zero_kernel_grad.fn)
+    # Sizes of their own: a model compiled before, unpatched, would be run from jit's cache.
+    torch.manual_seed(0)
+    torch_model = torch.nn.Sequential(torch_layers.Linear(2, 5), torch_layers.Tanh(), torch_layers.Linear(5, 4))
+    rngs = nnx.Rngs(0)
+    nnx_model = nnx.Sequential(jax_layers.Linear(2, 5, rngs=rngs), jax_layers.tanh, jax_layers.Linear(5, 4, rngs=rngs))
+    torch_to_nnx(torch_model, nnx_model)
+    report = check_port(torch_model, nnx_model, [(3, 1, 2)], dtypes=["float64"])
+    assert {(r.check, r.tensor) for r in report.failures} == {("grad", "grad of 0.weight"), ("grad", "grad of 2.weight")}
+
+
 def test_port_command_ports_and_checks(capsys):
     argv = ["port", "crosscheck.models:TorchMLP", "crosscheck.models:NnxMLP", "--input", "4,1,5", "--dtype", "float32"]
     assert main(argv) == 0

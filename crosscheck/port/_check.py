@@ -102,7 +102,9 @@ class PortRun(CaseRun):
         return t_model, n_model, oracle
 
     def _torch_runs(self, model, dtype: str):
-        """`(outs, grads {input index or parameter name: g}, meta)` over the trials."""
+        """`(outs, grads {input index or parameter name: g}, problems)` over the trials, with
+        the trial axis first; `problems` lists gradients whose shape or dtype is not their
+        parameter's (from trial 0)."""
         in_diff = [t.differentiable for t in self.case.inputs]
         keywords = [t.name if t.keyword else None for t in self.case.inputs]
         runs = []
@@ -174,7 +176,8 @@ class PortRun(CaseRun):
         self.verdict("grad-shape", "all gradients", "torch model .grad", t_problems)
         self.verdict("grad-shape", "all gradients", "nnx model nnx.grad", j_problems)
         names = {i: f"grad of {t.name}" for i, t in enumerate(self.case.inputs) if t.differentiable}
-        names.update({n: f"grad of {n}" for n in t_grads if isinstance(n, str)})
+        # Every parameter: one that torch gives no gradient (unused by the forward) is named.
+        names.update({n: f"grad of {n}" for n, p in t_model.named_parameters() if p.requires_grad})
         for key, label in names.items():
             if key not in t_grads or key not in j_grads:
                 side = "torch" if key not in t_grads else "jax"
