@@ -181,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         return _mutants_main(argv[1:])
     if argv[:1] == ["new"]:
         return _new_main(argv[1:])
+    if argv[:1] == ["port"]:
+        from .port._cli import main as port_main
+
+        return port_main(argv[1:])
     parser = _parser()
     try:
         args = parser.parse_args(argv)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 from dataclasses import dataclass
 from typing import Callable
@@ -22,14 +23,18 @@ class ParamMap:
     the adjoint of `to_nnx`, which is the same map whenever `to_nnx` only moves and permutes
     entries; a map that sums several torch tensors into one nnx tensor (LSTM biases) gives
     its adjoint as `grads_to_torch`: every summand gets the gradient of the sum.
+    `torch_only` names torch entries that have no nnx counterpart by design (BatchNorm's
+    `num_batches_tracked`): a whole-model conversion counts them as accounted for and leaves
+    them as the torch model holds them.
     """
 
     to_nnx: Callable[[Arrays], Arrays]
     to_torch: Callable[[Arrays], Arrays]
     grads_to_torch: Callable[[Arrays], Arrays] | None = None
+    torch_only: tuple[str, ...] = ()
 
 
-def per_tensor(*entries: tuple[str, str, Layout]) -> ParamMap:
+def per_tensor(*entries: tuple[str, str, Layout], torch_only: tuple[str, ...] = ()) -> ParamMap:
     """A map that moves each `(torch_name, nnx_path, layout)` on its own."""
 
     def to_nnx(state):
@@ -38,14 +43,16 @@ def per_tensor(*entries: tuple[str, str, Layout]) -> ParamMap:
     def to_torch(params):
         return {name: lay.from_jax(np.asarray(params[path])[None])[0] for name, path, lay in entries if path in params}
 
-    return ParamMap(to_nnx, to_torch)
+    return ParamMap(to_nnx, to_torch, torch_only=torch_only)
 
 
 _MAPS: dict[str, Callable[..., ParamMap]] = {}
 
 
 def register_param_map(torch_class_name: str):
-    """Decorator: `fn(torch_module) -> ParamMap` for modules of that class name."""
+    """Decorator: `fn(torch_module) -> ParamMap` for modules of that class name; a `fn` with a
+    second parameter is also given the nnx module it converts into (or None), for maps that
+    depend on how the nnx side was built (`transpose_kernel`, a recurrent bias)."""
 
     def deco(fn):
         _MAPS[torch_class_name] = fn
@@ -62,12 +69,37 @@ def _load():
             importlib.import_module(f"{convert.__name__}.{info.name}")
 
 
-def param_map(torch_module) -> ParamMap:
+def has_param_map(torch_module) -> bool:
+    _load()
+    return type(torch_module).__name__ in _MAPS
+
+
+def known_maps() -> str:
+    _load()
+    return ", ".join(sorted(_MAPS))
+
+
+def param_map(torch_module, nnx_module=None) -> ParamMap:
+    """The map for `torch_module`, converting into `nnx_module` where the map depends on it."""
     _load()
     name = type(torch_module).__name__
     if name not in _MAPS:
-        raise ValueError(f"No weight conversion for torch module {name!r}; known: {', '.join(sorted(_MAPS))}")
-    return _MAPS[name](torch_module)
+        raise ValueError(f"No weight conversion for torch module {name!r}; known: {known_maps()}")
+    fn = _MAPS[name]
+    return fn(torch_module, nnx_module) if len(inspect.signature(fn).parameters) > 1 else fn(torch_module)
+
+
+def _child(obj, name: str):
+    """`obj.name`, or `obj[name]` in an nnx list (an index) or dict (a key)."""
+    if name.isdigit():
+        try:
+            return obj[int(name)]
+        except (TypeError, KeyError, IndexError):
+            pass
+    try:
+        return getattr(obj, name)
+    except AttributeError:
+        return obj[name]
 
 
 def _nnx_set(module, path: str, value, dtype=None) -> None:
@@ -75,11 +107,12 @@ def _nnx_set(module, path: str, value, dtype=None) -> None:
     import jax
     import jax.numpy as jnp
 
-    *parents, last = path.split(".")
-    obj = module
-    for p in parents:
-        obj = obj[int(p)] if p.isdigit() else getattr(obj, p)
-    var = obj[int(last)] if last.isdigit() else getattr(obj, last)
+    var = module
+    try:
+        for p in path.split("."):
+            var = _child(var, p)
+    except (AttributeError, KeyError, IndexError, TypeError):
+        var = None
     if var is None or not hasattr(var, "get_value"):
         raise ValueError(f"nnx module {type(module).__name__} has no parameter at `{path}`")
     old = var.get_value()
@@ -102,37 +135,11 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 
 def _nnx_flat(module) -> Arrays:
+    """Every variable of `module` but its RNG state, by path; floats as float64 (exactly)."""
     from flax import nnx
 
     def as_numpy(v):
         v = np.asarray(v)
         return v.astype(np.float64) if v.dtype.kind == "f" or v.dtype.name == "bfloat16" else v
 
-    return {k: as_numpy(v) for k, v in flatten(nnx.to_pure_dict(nnx.state(module))).items()}
-
-
-def state_dict_to_nnx(state_dict: dict, torch_module, nnx_module) -> None:
-    """Load a torch `state_dict` (for a module like `torch_module`) into `nnx_module`."""
-    arrays = {k: v.detach().cpu().double().numpy() if v.is_floating_point() else v.cpu().numpy() for k, v in state_dict.items()}
-    for path, value in param_map(torch_module).to_nnx(arrays).items():
-        _nnx_set(nnx_module, path, value)
-
-
-def torch_to_nnx(torch_module, nnx_module) -> None:
-    """Copy `torch_module`'s parameters and buffers into `nnx_module` (in place)."""
-    state_dict_to_nnx(torch_module.state_dict(), torch_module, nnx_module)
-
-
-def nnx_to_torch(nnx_module, torch_module) -> None:
-    """Copy `nnx_module`'s parameters into `torch_module` (in place, keeping its dtype)."""
-    import torch
-
-    state = param_map(torch_module).to_torch(_nnx_flat(nnx_module))
-    own = torch_module.state_dict()
-    unknown = [k for k in state if k not in own]
-    if unknown:
-        raise ValueError(f"torch module {type(torch_module).__name__} has no entries {unknown}")
-    # A layout built from views (np.flip) has negative strides, which torch refuses.
-    torch_module.load_state_dict(
-        {k: torch.as_tensor(np.ascontiguousarray(v), dtype=own[k].dtype) for k, v in state.items()}, strict=False
-    )
+    return {k: as_numpy(v) for k, v in flatten(nnx.to_pure_dict(nnx.state(module, nnx.Not(nnx.RngState)))).items()}

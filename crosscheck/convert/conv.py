@@ -63,10 +63,10 @@ def conv_transpose2d_map(transpose_kernel: bool = False) -> ParamMap:
 
 
 @register_param_map("ConvTranspose2d")
-def conv_transpose2d(module):
+def conv_transpose2d(module, nnx_module=None):
     if getattr(module, "groups", 1) != 1:
         raise ValueError(f"`groups` (={module.groups}) must be 1: flax.nnx.ConvTranspose has no feature groups")
-    return conv_transpose2d_map(False)
+    return conv_transpose2d_map(bool(getattr(nnx_module, "transpose_kernel", False)))
 
 
 def conv_transpose_padding(kernel_size, padding, output_padding, dilation) -> tuple[tuple[int, int], ...]:

@@ -3,7 +3,7 @@
 torch.nn.LayerNorm and RMSNorm hold `weight` in `normalized_shape`; flax.nnx.LayerNorm and
 RMSNorm hold `scale` flat, `(prod(normalized_shape),)` (it is reshaped onto the feature axes).
 torch.nn.BatchNorm2d's running statistics are flax.nnx.BatchNorm's batch stats `mean`/`var`;
-`num_batches_tracked` has no Flax counterpart and stays as it is.
+`num_batches_tracked` has no Flax counterpart and stays as it is (`torch_only`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ AFFINE = per_tensor(("weight", "scale", IDENTITY), ("bias", "bias", IDENTITY))
 BATCH_NORM = per_tensor(
     ("weight", "scale", IDENTITY), ("bias", "bias", IDENTITY),
     ("running_mean", "mean", IDENTITY), ("running_var", "var", IDENTITY),
+    torch_only=("num_batches_tracked",),
 )
 
 

@@ -109,5 +109,8 @@ def lstm_cell(module):
 
 
 @register_param_map("GRUCell")
-def gru_cell(module):
-    return gru_map(module.bias_ih is not None)
+def gru_cell(module, nnx_module=None):
+    # An nnx cell that holds `dense_h.bias` (ours, `use_recurrent_bias=True`) takes torch's
+    # `bias_hh` as it is; flax.nnx.GRUCell has none and takes it folded into `dense_i.bias`.
+    dense_h = getattr(nnx_module, "dense_h", None)
+    return gru_map(module.bias_ih is not None, recurrent_bias=getattr(dense_h, "bias", None) is not None)
