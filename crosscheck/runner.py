@@ -350,7 +350,7 @@ class CaseRun:
         self.check_grads(stages)
         if self.dtype == "float64":
             for side in ("torch", "jax"):
-                self.check_finite_differences(side, stages[side])
+                self.check_finite_differences(side, stages[side], stages["rounding"])
         if case.second_order and not self.low:
             self.check_second_order()
         return self.results
@@ -595,21 +595,22 @@ class CaseRun:
                 if t.differentiable:
                     self.values(check, f"hvp of {t.name}", compared, a, b, allowance(err, 2))
 
-    def check_finite_differences(self, side, custom: Outcome):
+    def check_finite_differences(self, side, custom: Outcome, rounding: Outcome):
         """Directional derivative of `L = sum(ct * f)` along a random unit `v`, per trial.
 
         The five-point central difference `(8 (L(h) - L(-h)) - (L(2h) - L(-2h))) / 12h` errs by
-        about `1.5 u |L| / h` (rounding) plus `h^4 |L^(5)| / 30` (truncation), where the
-        two-point difference left `h^2 |L'''| / 6`. Both are measured against
-        `A = sum |ct| (1 + |f|)`, the size of the terms in `L`. The bound allows
-        `10 (1.5 u / h + h^2)`: the stencil's rounding, plus the two-point difference's
-        truncation allowance, kept for trials where the derivatives are huge (a batch whose
-        variance is nearly 0). It is no tighter than the two-point bound, whose worst ratio over
-        seeds 0..999 was 0.24, so that soak still bounds this one.
+        about `1.5 dL / h` (rounding, `dL` the rounding error of one evaluation of `L`) plus
+        `h^4 |L^(5)| / 30` (truncation), where the two-point difference left `h^2 |L'''| / 6`.
+        Both are measured against `A = sum |ct| (1 + |f|)`, the size of the terms in `L`. `dL`
+        is `u A` plus `sum |ct| e`, `e` the outputs' rounding errors (the rounding model):
+        where the outputs are small through cancellation, their intermediates, not `A`, set
+        the size of the rounding of `L`. The bound allows `10 (1.5 dL / (A h) + h^2)`: the
+        stencil's rounding, plus the two-point difference's truncation allowance, kept for
+        trials where the derivatives are huge (a batch whose variance is nearly 0).
         """
         label = f"central difference vs {side} custom"
-        if custom.error:
-            self.error("finite-diff", "-", label, custom.error)
+        if custom.error or rounding.error:
+            self.error("finite-diff", "-", label, custom.error, rounding.error)
             return
         u, h = UNIT_ROUNDOFF["float64"], FD_STEP
         fn = self.case.torch_fn if side == "torch" else self.case.jax_fn
@@ -617,24 +618,24 @@ class CaseRun:
         def fd():
             at = {m: self._forward(side, fn, shift=m * h) for m in FD_SHIFTS}
             k = self.trials
-            loss = lambda outs: sum(np.sum((o * c).reshape(k, -1), axis=1) for o, c in zip(outs, self.cts))  # noqa: E731
+            per_trial = lambda parts: sum(np.sum(p.reshape(k, -1), axis=1) for p in parts)  # noqa: E731
+            loss = lambda outs: per_trial(o * c for o, c in zip(outs, self.cts))  # noqa: E731
             outs, grads, _ = custom.value
-            scale = sum(np.sum((np.abs(c) * (1 + np.abs(o))).reshape(k, -1), axis=1) for o, c in zip(outs, self.cts))
+            scale = per_trial(np.abs(c) * (1 + np.abs(o)) for o, c in zip(outs, self.cts))
+            rounded = u * scale + per_trial(np.abs(c) * e for e, c in zip(rounding.value[0], self.cts))
             numeric = (8 * (loss(at[1]) - loss(at[-1])) - (loss(at[2]) - loss(at[-2]))) / (12 * h)
-            analytic = sum(
-                np.sum((g * self.direction[t.name]).reshape(k, -1), axis=1)
-                for t, g in zip(self.case.tensors, grads)
-                if t.differentiable and g is not None
+            analytic = per_trial(
+                g * self.direction[t.name] for t, g in zip(self.case.tensors, grads) if t.differentiable and g is not None
             )
-            return numeric / scale, analytic / scale
+            return numeric / scale, analytic / scale, 10 * (1.5 * rounded / (scale * h) + h * h)
 
         out = self._stage(f"{side} finite differences", fd)
         if out.error:
             self.error("finite-diff", "-", label, out.error)
             return
-        bound = 10 * (1.5 * u / h + h * h)
+        numeric, analytic, bound = out.value
         note = ["(directional derivative per trial, divided by sum |ct| (1 + |f|))"]
-        self.values("finite-diff", "directional derivative", label, *out.value, Tolerance(0.0, bound), note=note)
+        self.values("finite-diff", "directional derivative", label, numeric, analytic, bound, note=note)
 
 
 def run_case(case: Case, dtype: str, device: str, trials: int, seed: int, torch, jax, shapes: int = 1) -> list[CheckResult]:
