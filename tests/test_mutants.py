@@ -46,8 +46,12 @@ def test_value_mismatch_message_has_the_fixed_shape():
     lines = msg.splitlines()
     assert lines[0] == "FAILED linear / float64 / cpu / grad / grad of input (torch vs jax)"
     assert re.fullmatch(r"  Mismatched elements: \d+ / 56 \(\d+\.\d%\)", lines[1]), lines[1]
-    assert re.fullmatch(r"  Greatest absolute difference: \S+ at index \(trial \d, \d, 0, \d\) \(up to \S+ allowed\)", lines[2]), lines[2]
-    assert re.fullmatch(r"  Greatest relative difference: \S+ at index \(trial \d, \d, 0, \d\) \(up to \S+ allowed\)", lines[3]), lines[3]
+    assert re.fullmatch(r"  Greatest absolute difference: \S+ at index \(trial \d, \d, 0, \d\) \(up to \S+ allowed there\)", lines[2]), lines[2]
+    assert re.fullmatch(r"  Greatest relative difference: \S+ at index \(trial \d, \d, 0, \d\)", lines[3]), lines[3]
+    assert re.fullmatch(
+        r"  Greatest difference / allowed: \S+ at index \(trial \d, \d, 0, \d\) "
+        r"\(expected \S+, actual \S+, up to \S+ allowed there\)", lines[4]
+    ), lines[4]
 
 
 def test_shape_mismatch_and_raising_backward_are_named():
