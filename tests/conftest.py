@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-# The JAX adapter first, before JAX's backend starts: it sets the compile options that the
-# program cache's keys assume (`XLA_FLAGS`), which a backend started without them ignores; a
-# test could then read a program compiled under other options (a 1-ulp difference failed the
-# `--jobs` report test under `-n 2`).
+# The JAX adapter first, before JAX's backend starts: every test then runs under the
+# configuration a crosscheck run has (x64, the persistent cache), whichever test a worker
+# happens to start with.
 import crosscheck.adapters.jax_adapter  # noqa: F401, I001
 import jax
 

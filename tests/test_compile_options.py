@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 
 from crosscheck import adapters
@@ -34,7 +38,7 @@ def test_fusion_emitters_are_off_unless_the_user_chose_or_xla_lacks_the_option(m
     jax_adapter._jit(lambda x: x, False)
     jax_adapter._jit(lambda x: x, True)
     assert asked == [
-        {"xla_cpu_use_fusion_emitters": False},
+        {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 0},
         {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 2},
     ]
     monkeypatch.undo()
@@ -47,3 +51,21 @@ def test_fusion_emitters_are_off_unless_the_user_chose_or_xla_lacks_the_option(m
     monkeypatch.setattr(jax_adapter, "_FUSION_EMITTERS", "xla_cpu_no_such_option")
     assert jax_adapter._compile_options() == ()  # the probe's compile refused it
     jax_adapter._compile_options.cache_clear()
+
+
+def test_a_level_the_user_set_is_left_to_xla(monkeypatch):
+    asked = []
+    monkeypatch.setattr(jax_adapter.jax, "jit", lambda f, **kw: asked.append(kw.get("compiler_options")))
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=1")
+    jax_adapter._jit(lambda x: x, False)
+    jax_adapter._jit(lambda x: x, True)
+    assert all("xla_backend_optimization_level" not in options for options in asked)
+
+
+def test_importing_the_adapter_leaves_xla_flags_alone():
+    """A level set in the environment would reach the user's later programs and every child
+    process (pytest-xdist's workers, `--jobs` shards), which would read it as the user's."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    code = "import os, crosscheck.adapters.jax_adapter; print(repr(os.environ.get('XLA_FLAGS')))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "None"

@@ -1,33 +1,15 @@
 """The JAX side: numpy in, numpy out; all trials of a program in one `jit(vmap(...))` call.
 
 Importing this module turns on `jax_enable_x64`: float64 checks need it, and it must be set
-before any JAX array exists.
+before any JAX array exists. It leaves `XLA_FLAGS` alone: its compile options travel with each
+program (`_jit`).
 """
 
 from __future__ import annotations
 
 import os
 
-
-_OWN_LEVEL = "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", "")
-
-
-def _fast_compile() -> None:
-    """Compile with XLA's backend optimisations off, unless `XLA_FLAGS` already chooses.
-
-    The programs here are many and tiny: LLVM's optimisation passes cost more than they save.
-    A cold run of four cases took 33 to 40 s instead of 57 to 61 s on 2 cores. Floating-point
-    semantics do not change (XLA keeps fast-math off either way). Read when the backend starts,
-    so it must be set before the first array exists.
-    """
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_backend_optimization_level" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=0".strip()
-
-
-_fast_compile()
-
-import jax  # noqa: E402
+import jax
 
 jax.config.update("jax_enable_x64", True)
 
@@ -71,19 +53,23 @@ def _as_tuple(out):
     return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
 
-# Backend optimisations stay off for the usual few trials, and come back on for many: a conv
-# over 256 trials, vmapped with a kernel per trial, ran its VJPs in 4.6 s at level 0 and in
-# 0.09 s at level 2 (1024 trials: 224 s against one trial's 0.05 s). Not where the user set it.
+# The programs here are many and tiny: LLVM's optimisation passes cost more than they save, so
+# they compile at backend optimisation level 0 (docs/bench.md measures it), and at level 2 over
+# many trials, where the code's speed comes to matter. Neither where the user set the level in
+# `XLA_FLAGS`. The level travels with each program (`compiler_options`), not through the
+# environment: a level set in `os.environ` reaches every later JAX program of the user's
+# process and every child process, which would then read it as the user's choice.
 MANY_TRIALS = 64
+_LEVEL = "xla_backend_optimization_level"
 
 
 def _jit(f, many: bool):
-    """`jax.jit(f)`, at backend optimisation level 2 for `many` trials (unless set by the user),
-    and with `_compile_options()`."""
+    """`jax.jit(f)` with `_compile_options()` and the backend optimisation level for `many`
+    trials or few."""
     options = dict(_compile_options())
-    if many and _OWN_LEVEL:
-        options["xla_backend_optimization_level"] = 2
-    return jax.jit(f, compiler_options=options) if options else jax.jit(f)
+    if _LEVEL not in os.environ.get("XLA_FLAGS", ""):
+        options[_LEVEL] = 2 if many else 0
+    return jax.jit(f, compiler_options=options)
 
 
 # XLA:CPU emits its fusions through MLIR ("fusion emitters") unless told not to; the older
