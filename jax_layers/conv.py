@@ -16,6 +16,8 @@ import numpy as np
 from flax import nnx
 from jax import lax
 
+from . import _pad
+
 default_kernel_init = nnx.initializers.lecun_normal()
 default_bias_init = nnx.initializers.zeros_init()
 
@@ -191,8 +193,10 @@ def _conv_call(fn, x, kernel, bias, strides, padding, input_dilation, kernel_dil
             if padding == "CAUSAL" and nd != 1:
                 raise ValueError(f"`padding` (={padding!r}) is only implemented for 1-d convolutions")
             pads = [((kk - 1) // 2, kk // 2) for kk in k] if padding != "CAUSAL" else [(k[0] - 1, 0)]
-            mode = {"CIRCULAR": "wrap", "REFLECT": "reflect", "CAUSAL": "constant"}[padding]
-            flat = jnp.pad(flat, [(0, 0), *pads, (0, 0)], mode=mode)
+            if padding == "CAUSAL":
+                flat = jnp.pad(flat, [(0, 0), *pads, (0, 0)])
+            else:  # copies of the input: the hand-written VJP of `_pad` scatters their gradients back
+                flat = _pad.pad(flat, [(0, 0), *pads, (0, 0)], padding.lower())
             padding = "VALID"
         if padding not in ("SAME", "VALID"):
             raise ValueError(f"`padding` (={padding!r}) must be SAME, VALID, CIRCULAR, REFLECT or CAUSAL")
