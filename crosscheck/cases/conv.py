@@ -254,6 +254,51 @@ def _padding_mode_case(name, x_shape, w_shape, *, mode, padding, stride=1, dilat
     )
 
 
+def user_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                              dimension_numbers=None, feature_group_count=1, precision=None,
+                              preferred_element_type=None):
+    """A user's `conv_general_dilated` as flax.nnx.Conv takes one (a wrapper, as for counting or
+    quantizing)."""
+    from jax import lax
+
+    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                    dimension_numbers, feature_group_count=feature_group_count,
+                                    precision=precision, preferred_element_type=preferred_element_type)
+
+
+def _nnx_options_case(name, x_shape, w_shape, **options):
+    """`_conv_case` whose JAX function and module take flax.nnx.Conv's own arguments: a
+    precision and a user's conv_general_dilated (which the gradients' convolutions must run
+    through too), promote_dtype and parameter metadata."""
+    case = _conv_case(name, x_shape, w_shape, **options)
+    n, groups = len(w_shape) - 2, options.get("groups", 1)
+    strides, dilations = _ints(options.get("stride", 1), n), _ints(options.get("dilation", 1), n)
+    padding = _jax_padding(options.get("padding", 0), n)
+
+    def flax_options():
+        from jax import lax
+
+        return {"precision": lax.Precision.HIGHEST, "conv_general_dilated": user_conv_general_dilated}
+
+    def jax_fn(x, kernel, bias=None):
+        from jax_layers.conv import conv
+
+        return conv(x, kernel, bias, strides, padding, 1, dilations, groups, **flax_options())
+
+    def jax_module(dtype):
+        from flax import nnx
+
+        from jax_layers.conv import Conv
+
+        return Conv(w_shape[1] * groups, w_shape[0], w_shape[2:], strides, padding=padding, kernel_dilation=dilations,
+                    feature_group_count=groups, use_bias=options.get("bias", True), dtype=dtype, param_dtype=dtype,
+                    promote_dtype=nnx.nn.dtypes.promote_dtype, kernel_metadata={"note": "kernel"},
+                    bias_metadata={"note": "bias"}, rngs=nnx.Rngs(0), **flax_options())
+
+    return case.replace(jax_fn=jax_fn, jax_module=jax_module,
+                        description=case.description + ", nnx precision/conv_general_dilated/promote_dtype/metadata")
+
+
 def _grid(values, n):
     return tuple(itertools.product(values, repeat=n))
 
@@ -262,12 +307,12 @@ def _lead(batch):
     return () if batch is None else (batch,)
 
 
-def _conv_bucket(name, bias, *, batch, kernel, stride, padding, dilation, groups, in_per_group, out_per_group, excess):
+def _conv_bucket(name, bias, *, batch, kernel, stride, padding, dilation, groups, in_per_group, out_per_group, excess,
+                 make=_conv_case):
     """A convolution whose input runs `excess` positions past the dilated kernel, per side."""
     sides = [d * (k - 1) + 1 + x for k, d, x in zip(kernel, _ints(dilation, len(kernel)), excess)]
     x_shape, w_shape = (*_lead(batch), groups * in_per_group, *sides), (groups * out_per_group, in_per_group, *kernel)
-    return _conv_case(name, x_shape, w_shape, bias=bias, stride=stride, padding=padding, dilation=dilation,
-                      groups=groups)
+    return make(name, x_shape, w_shape, bias=bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
 def _conv_transpose_bucket(name, bias, *, batch, kernel, stride, padding, dilation, in_channels, out_channels, size,
@@ -311,6 +356,8 @@ def _register(make, name, x_shape, w_shape, *, narrow=None, **options):
     bias = options.get("bias", True)
     if make is not _conv_transpose_case:
         build = partial(_conv_bucket, name, bias)
+        if make is _nnx_options_case:
+            build = partial(_conv_bucket, name, bias, make=_nnx_options_case)
         if make is _padding_mode_case:
             build = partial(_padding_mode_bucket, name, options["mode"], bias)
         ranges.update(groups=(1, 2), in_per_group=(1, 2), out_per_group=(1, 2, 3), excess=_grid((0, 1, 2), n))
@@ -353,3 +400,4 @@ _register(_padding_mode_case, "conv2d-circular", (1, 4, 5, 7), (2, 2, 3, 3), mod
           dilation=(2, 1), groups=2, narrow=dict(padding=((2, 1), (1, 2))))
 _register(_padding_mode_case, "conv1d-reflect", (3, 2, 6), (3, 2, 5), mode="reflect", padding=2,
           narrow=dict(padding=((1,), (2,))))
+_register(_nnx_options_case, "conv2d-nnx-options", (2, 4, 6, 5), (2, 2, 3, 2), stride=(2, 1), padding=1, groups=2)
