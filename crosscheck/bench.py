@@ -134,7 +134,7 @@ def main(argv=None) -> int:
 
     from . import adapters, registry
     from .precision import full_precision
-    from .session import UsageError, check_dtypes
+    from .options import UsageError, check_dtypes
 
     torch_side, jax_side = adapters.get("torch"), adapters.get("jax")
     cases = registry.select(args.layer)

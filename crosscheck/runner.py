@@ -13,12 +13,13 @@ import math
 import time
 import traceback
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from .compare import SPREAD_DRAWS, UNIT_ROUNDOFF, Comparison, Tolerance, allowance, compare, rounding_units
 from .registry import DTYPES, LOW_PRECISION, Case
+from .results import CheckId, CheckResult, pair
 
 # Finite differences: the step, about the cube root of float64's unit roundoff (see
 # `CaseRun.check_finite_differences`), and the stencil's points, in steps.
@@ -29,27 +30,6 @@ FD_SHIFTS = (-2, -1, 1, 2)
 # with all of them: the same code on the same values, off by no more than a reordering of its
 # sums. Allowed: this many unit roundoffs, relative to the gradient's root-mean-square.
 CONTRACT_ROUNDING = 64
-
-
-@dataclass
-class CheckResult:
-    layer: str
-    dtype: str
-    device: str
-    check: str
-    tensor: str
-    compared: str
-    passed: bool
-    max_abs_err: float | None
-    max_rel_err: float | None
-    atol: float | None
-    rtol: float | None
-    ratio: float | None
-    message: str
-    shape: str = ""  # the shape bucket's dimensions; "" for the shapes the case declares
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -119,7 +99,7 @@ class CaseRun:
 
     # -- recording -----------------------------------------------------------------------
     def _record(self, check, tensor, compared, passed, cmp: Comparison | None, lines: list[str]):
-        head = f"{'passed' if passed else 'FAILED'} {self.case.name} / {self.dtype} / {self.device} / {check} / {tensor} ({compared})"
+        ident = CheckId(self.case.name, self.dtype, self.device, check, tensor, compared, self.shape)
         repro = self.repro
         if cmp is not None and cmp.bad_trials and len(self.seeds) > 1:
             failing = sorted({self.seeds[t // self.per_seed] for t in cmp.bad_trials})
@@ -127,22 +107,18 @@ class CaseRun:
             repro = repro_command(self.case, self.dtype, self.device, failing[0], self.per_seed, self.bucket + 1)
         if self.shape:
             lines = [f"Shapes: {self.shape}", *lines]
-        message = "" if passed else "\n".join([head, *("  " + ln for ln in lines), f"  Reproduce: {repro}"])
-        self.results.append(
-            CheckResult(
-                self.case.name, self.dtype, self.device, check, tensor, compared, passed,
-                None if cmp is None else cmp.max_abs, None if cmp is None else cmp.max_rel,
-                None if cmp is None else cmp.atol, None if cmp is None else cmp.rtol,
-                None if cmp is None else cmp.ratio, message, self.shape,
-            )
+        message = "" if passed else "\n".join([ident.head(passed), *("  " + ln for ln in lines), f"  Reproduce: {repro}"])
+        numbers = {} if cmp is None else dict(
+            max_abs_err=cmp.max_abs, max_rel_err=cmp.max_rel, atol=cmp.atol, rtol=cmp.rtol, ratio=cmp.ratio
         )
+        self.results.append(CheckResult(id=ident, passed=passed, message=message, **numbers))
 
-    def values(self, check, tensor, compared, expected, actual, allowed, *, note=()):
-        """`compared` reads "<expected> vs <actual>"; hints name the two sides that way.
+    def values(self, check, tensor, sides: tuple[str, str], expected, actual, allowed, *, note="", hints=()):
+        """`expected` (named `sides[0]`) against `actual` (`sides[1]`), compared as "<expected>
+        vs <actual>[, <note>]"; `hints` go before the comparison's lines when it fails.
         `allowed`: per element (`compare.allowance`), or a `Tolerance`."""
-        names = compared.split(",")[0].split(" vs ")
-        cmp = compare(expected, actual, allowed, names=tuple(names) if len(names) == 2 else None)
-        self._record(check, tensor, compared, cmp.passed, cmp, [*note, *cmp.lines] if cmp.lines else [])
+        cmp = compare(expected, actual, allowed, names=sides)
+        self._record(check, tensor, pair(*sides, note), cmp.passed, cmp, [*hints, *cmp.lines] if cmp.lines else [])
 
     def error(self, check, tensor, compared, *errors: str | None):
         self._record(check, tensor, compared, False, None, [e for e in errors if e])
@@ -430,15 +406,15 @@ class CaseRun:
     def _out_label(self, i, n):
         return "output" if n == 1 else f"output {i}"
 
-    def _pair(self, check, label, t_val, j_val, o_val, err, suffix=""):
+    def _pair(self, check, label, t_val, j_val, o_val, err, note=""):
         """torch vs jax in float64/float32; each vs the float64 oracle (and the gap) in low
         precision. `err` is the elements' rounding error scale (`compare.rounding_error`)."""
         if not self.low:
-            self.values(check, label, f"torch vs jax{suffix}", t_val, j_val, allowance(err, 2))
+            self.values(check, label, ("torch", "jax"), t_val, j_val, allowance(err, 2), note=note)
             return
-        self.values(check, label, f"float64 oracle vs torch{suffix}", o_val, t_val, allowance(err, 1))
-        self.values(check, label, f"float64 oracle vs jax{suffix}", o_val, j_val, allowance(err, 1))
-        self.values(check, label, f"torch vs jax{suffix}", t_val, j_val, allowance(err, 2))
+        self.values(check, label, ("float64 oracle", "torch"), o_val, t_val, allowance(err, 1), note=note)
+        self.values(check, label, ("float64 oracle", "jax"), o_val, j_val, allowance(err, 1), note=note)
+        self.values(check, label, ("torch", "jax"), t_val, j_val, allowance(err, 2), note=note)
 
     def check_forward(self, st):
         """Forward values come from plain forward runs, so a broken backward never fails them."""
@@ -459,13 +435,13 @@ class CaseRun:
             else:
                 for i, (a, b) in enumerate(zip(tm.value[0], jm.value[0])):
                     o, e = ref_t.value[0][i][:1], rnd.value[0][i][:1]
-                    self._pair("forward", self._out_label(i, len(tm.value[0])), a, b, o, e, ", modules")
+                    self._pair("forward", self._out_label(i, len(tm.value[0])), a, b, o, e, "modules")
         if vjp_j.error or plain.error or rnd.error:
             self.error("forward-fwd-rule", "-", "jax f vs fwd primal", vjp_j.error, plain.error, rnd.error)
         else:
             for i, (a, b) in enumerate(zip(plain.value, vjp_j.value[0])):
                 label = self._out_label(i, len(plain.value))
-                self.values("forward-fwd-rule", label, "jax f vs fwd primal", a, b, allowance(rnd.value[0][i], 2))
+                self.values("forward-fwd-rule", label, ("jax f", "fwd primal"), a, b, allowance(rnd.value[0][i], 2))
         if self.low:
             return
         for side, cust, ref in (("torch", t, ref_t), ("jax", plain, ref_j)):
@@ -474,7 +450,7 @@ class CaseRun:
                 continue
             for i, (a, b) in enumerate(zip(ref.value[0], cust.value)):
                 allowed = allowance(rnd.value[0][i], 2)
-                self.values("forward-reference", self._out_label(i, len(ref.value[0])), f"{side} reference vs {side} custom", a, b, allowed)
+                self.values("forward-reference", self._out_label(i, len(ref.value[0])), (f"{side} reference", f"{side} custom"), a, b, allowed)
 
     def check_shapes(self, st):
         case, dtype = self.case, self.dtype
@@ -566,7 +542,7 @@ class CaseRun:
                 a, b = ref.value[1][i], cust.value[1][i]
                 if tensor.differentiable and a is not None and b is not None:
                     allowed = allowance(rnd.value[1][i], 2)
-                    self.values("grad-autodiff", f"grad of {tensor.name}", f"{side} autodiff vs {side} custom", a, b, allowed)
+                    self.values("grad-autodiff", f"grad of {tensor.name}", (f"{side} autodiff", f"{side} custom"), a, b, allowed)
 
     def _hvp(self, side, fn):
         if side == "jax":
@@ -594,17 +570,17 @@ class CaseRun:
         rnd = self._stage("rounding model of hvp (float64)",
                           lambda: self._rounding_both(True))
         pairs = [
-            ("hvp", "torch vs jax", st["torch"], st["jax"]),
-            ("hvp-autodiff", "torch autodiff vs torch custom", st["torch ref"], st["torch"]),
-            ("hvp-autodiff", "jax autodiff vs jax custom", st["jax ref"], st["jax"]),
+            ("hvp", ("torch", "jax"), st["torch"], st["jax"]),
+            ("hvp-autodiff", ("torch autodiff", "torch custom"), st["torch ref"], st["torch"]),
+            ("hvp-autodiff", ("jax autodiff", "jax custom"), st["jax ref"], st["jax"]),
         ]
-        for check, compared, exp, act in pairs:
+        for check, sides, exp, act in pairs:
             if exp.error or act.error or rnd.error:
-                self.error(check, "-", compared, exp.error, act.error, rnd.error)
+                self.error(check, "-", pair(*sides), exp.error, act.error, rnd.error)
                 continue
             for t, a, b, err in zip(case.tensors, exp.value, act.value, rnd.value):
                 if t.differentiable:
-                    self.values(check, f"hvp of {t.name}", compared, a, b, allowance(err, 2))
+                    self.values(check, f"hvp of {t.name}", sides, a, b, allowance(err, 2))
 
     def check_finite_differences(self, side, custom: Outcome, rounding: Outcome):
         """Directional derivative of `L = sum(ct * f)` along a random unit `v`, per trial.
@@ -619,7 +595,8 @@ class CaseRun:
         stencil's rounding, plus the two-point difference's truncation allowance, kept for
         trials where the derivatives are huge (a batch whose variance is nearly 0).
         """
-        label = f"central difference vs {side} custom"
+        sides = ("central difference", f"{side} custom")
+        label = pair(*sides)
         if custom.error or rounding.error:
             self.error("finite-diff", "-", label, custom.error, rounding.error)
             return
@@ -645,8 +622,8 @@ class CaseRun:
             self.error("finite-diff", "-", label, out.error)
             return
         numeric, analytic, bound = out.value
-        note = ["(directional derivative per trial, divided by sum |ct| (1 + |f|))"]
-        self.values("finite-diff", "directional derivative", label, numeric, analytic, bound, note=note)
+        hint = "(directional derivative per trial, divided by sum |ct| (1 + |f|))"
+        self.values("finite-diff", "directional derivative", sides, numeric, analytic, bound, hints=[hint])
 
 
 def run_case(case: Case, dtype: str, device: str, trials: int, seed: int, torch, jax, shapes: int = 1) -> list[CheckResult]:
@@ -664,8 +641,3 @@ def run_case(case: Case, dtype: str, device: str, trials: int, seed: int, torch,
         results += CaseRun(bucket_case, dtype, device, trials, seed, torch, jax, (k, label)).run()
     jax.relieve()
     return results
-
-
-def worst_ratio(results: list[CheckResult]) -> float:
-    ratios = [r.ratio for r in results if r.ratio is not None and not math.isnan(r.ratio)]
-    return max(ratios, default=0.0)

@@ -57,7 +57,8 @@ def select(names: list[str] | None) -> list[Mutant]:
 def run_mutants(mutants: list[Mutant], dtypes=("float64",), device="cpu", trials=2, seed=0) -> list[Verdict]:
     """One verdict per mutant and dtype of `dtypes` that its case runs in, mutant by mutant."""
     from ..registry import get
-    from ..session import check_dtypes, run
+    from ..options import check_dtypes
+    from ..session import run
 
     dtypes = check_dtypes(list(dtypes))  # refused before anything runs
     verdicts = []

@@ -122,11 +122,11 @@ class PortRun(CaseRun):
         """torch vs NNX in float64/float32; each vs the float64 oracle (and the gap) in low
         precision."""
         if not self.low:
-            self.values(check, label, "torch vs jax", t_val, j_val, self.allowed(kind, t_val))
+            self.values(check, label, ("torch", "jax"), t_val, j_val, self.allowed(kind, t_val))
             return
-        self.values(check, label, "float64 oracle vs torch", o_val, t_val, self.allowed(kind, o_val))
-        self.values(check, label, "float64 oracle vs jax", o_val, j_val, self.allowed(kind, o_val))
-        self.values(check, label, "torch vs jax", t_val, j_val, self.allowed(kind, o_val, 2))
+        self.values(check, label, ("float64 oracle", "torch"), o_val, t_val, self.allowed(kind, o_val))
+        self.values(check, label, ("float64 oracle", "jax"), o_val, j_val, self.allowed(kind, o_val))
+        self.values(check, label, ("torch", "jax"), t_val, j_val, self.allowed(kind, o_val, 2))
 
     # -- the models in this run's dtype ---------------------------------------------------
     def _models(self):
@@ -188,7 +188,7 @@ class PortRun(CaseRun):
             stored = np.asarray(held[path])
             u = UNIT_ROUNDOFF.get(str(stored.dtype), 0.0)
             expected = np.asarray(ported.value[path], dtype=np.float64)[None]
-            self.values("weights", path, "torch vs jax, as stored", expected, stored.astype(np.float64)[None], Tolerance(u, 0.0))
+            self.values("weights", path, ("torch", "jax"), expected, stored.astype(np.float64)[None], Tolerance(u, 0.0), note="as stored")
 
     def run(self):
         drawn = self._stage("drawing inputs", self.draw)
@@ -269,7 +269,9 @@ def check_port(
     from .. import adapters
     from ..adapters import call
     from ..precision import full_precision
-    from ..session import Report, check_dtypes, check_options, resolve_device, versions
+    from ..options import check_dtypes, check_options, resolve_device
+    from ..results import Report
+    from ..session import versions
 
     check_options(trials, 1, device)
     dtypes = check_dtypes(dtypes)

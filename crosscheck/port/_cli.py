@@ -10,7 +10,7 @@ import inspect
 import shlex
 import sys
 
-from ..session import UsageError
+from ..options import UsageError
 
 
 def _parser() -> argparse.ArgumentParser:
