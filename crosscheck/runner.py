@@ -12,13 +12,13 @@ import functools
 import math
 import time
 import traceback
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from .compare import SPREAD_DRAWS, UNIT_ROUNDOFF, Comparison, Tolerance, allowance, compare, rounding_units
-from .registry import DTYPES, LOW_PRECISION, Case
+from .inputs import Inputs
+from .registry import LOW_PRECISION, Case
 from .results import CheckId, CheckResult, pair
 
 # Finite differences: the step, about the cube root of float64's unit roundoff (see
@@ -55,19 +55,6 @@ def _then(request, post):
     """`request` (a JAX adapter `Request`) finishing with `post` applied to its result."""
     finish = request.finish
     return dataclasses.replace(request, finish=lambda raw: post(finish(raw)))
-
-
-def round_to(a: np.ndarray, dtype: str) -> np.ndarray:
-    """`a` rounded once to `dtype`, held in float64, so both frameworks get identical values."""
-    import ml_dtypes
-
-    np_dtype = {"float64": np.float64, "float32": np.float32, "bfloat16": ml_dtypes.bfloat16, "float16": np.float16}
-    return np.asarray(a, dtype=np.float64).astype(np_dtype[dtype]).astype(np.float64)
-
-
-def case_rng(seed: int, case: Case, dtype: str) -> np.random.Generator:
-    """One stream per (seed, case, dtype): a case draws the same values whatever else runs."""
-    return np.random.default_rng([seed, zlib.crc32(case.name.encode()), DTYPES.index(dtype)])
 
 
 def repro_command(case: Case, dtype: str, device: str, seed: int, trials: int, shapes: int = 1) -> str:
@@ -128,67 +115,21 @@ class CaseRun:
 
     # -- data ----------------------------------------------------------------------------
     def draw(self):
-        """Inputs, cotangents and finite-difference directions, in that order, per seed."""
-        case, k = self.case, self.per_seed
-        diff = [t for t in case.tensors if t.differentiable]
-        parts = []
-        for seed in self.seeds:
-            rng = case_rng(seed, case, self.dtype)
-            data = {}
-            for t in case.tensors:
-                a = np.asarray(t.draw(rng, (k, *t.shape)))
-                data[t.name] = round_to(a, self.dtype) if t.kind == "float" else a
-            if not parts:
-                # From torch's reference on one trial: eager torch costs a millisecond, where
-                # tracing JAX's for shapes alone cost about 25 ms per case.
-                one = [self.torch.from_numpy(data[t.name][0], t.kind, "float64") for t in case.tensors]
-                self.out_shapes = self.torch.output_shapes(case.torch_ref, one)
-            cts = [round_to(rng.standard_normal((k, *s)), self.dtype) for s in self.out_shapes]
-            direction = {t.name: rng.standard_normal((k, *t.shape)) for t in diff}
-            norm = np.sqrt(sum(np.sum(v.reshape(k, -1) ** 2, axis=1) for v in direction.values()))
-            direction = {n: v / norm.reshape((k,) + (1,) * (v.ndim - 1)) for n, v in direction.items()}
-            parts.append((data, cts, direction))
-        cat = lambda arrays: np.concatenate(arrays) if len(arrays) > 1 else arrays[0]  # noqa: E731
-        self.data = {t.name: cat([p[0][t.name] for p in parts]) for t in case.tensors}
-        self.cts = [cat([p[1][i] for p in parts]) for i in range(len(self.out_shapes))]
-        self.direction = {t.name: cat([p[2][t.name] for p in parts]) for t in diff}
+        self.inputs = Inputs.draw(self.case, self.dtype, self.seeds, self.per_seed, self.torch)
+        self.out_shapes = self.inputs.out_shapes
 
-    def _out_layouts(self, n):
-        lays = self.case.out_layouts
-        return lays if len(lays) == n else lays * n
-
-    def _jax_array(self, t, a, dtype=None, batched=True):
-        if not batched:  # one trial: add the trial axis for the layout, then drop it
-            return self.jax.from_numpy(t.layout.to_jax(a[None])[0], t.kind, dtype or self.dtype, batched=False, beside=self.trials)
-        return self.jax.from_numpy(t.layout.to_jax(a), t.kind, dtype or self.dtype)
+    def _view(self, side, dtype=None, shift=None, trial=None):
+        place = self.inputs.for_torch if side == "torch" else self.inputs.for_jax
+        return place(self.torch if side == "torch" else self.jax, dtype=dtype, shift=shift, trial=trial)
 
     def _args(self, side, dtype=None, shift=None, trial=None):
-        """Every input, all trials or (`trial`) one without the trial axis, cut in numpy so
-        that no framework runs an op to slice it."""
-        out = []
-        for t in self.case.tensors:
-            a = self.data[t.name]
-            if shift is not None and t.differentiable:
-                a = a + shift * self.direction[t.name]
-            if trial is not None:
-                a = a[trial]
-            if side == "torch":
-                out.append(self.torch.from_numpy(a, t.kind, dtype or self.dtype, contiguous=not self.case.noncontiguous))
-            else:
-                out.append(self._jax_array(t, a, dtype, batched=trial is None))
-        return out
+        return self._view(side, dtype, shift, trial).args
 
     def _cts(self, side, dtype=None, trial=None):
-        cts = self.cts if trial is None else [c[trial] for c in self.cts]
-        if side == "torch":
-            return [self.torch.from_numpy(c, "float", dtype or self.dtype) for c in cts]
-        lays = self._out_layouts(len(self.cts))
-        if trial is None:
-            return [self.jax.from_numpy(lay.to_jax(c), "float", dtype or self.dtype) for lay, c in zip(lays, cts)]
-        return [
-            self.jax.from_numpy(lay.to_jax(c[None])[0], "float", dtype or self.dtype, batched=False, beside=self.trials)
-            for lay, c in zip(lays, cts)
-        ]
+        return self._view(side, dtype, trial=trial).cts
+
+    def _out_layouts(self, n):
+        return self.inputs.out_layouts(n)
 
     def _named(self, side, fn) -> dict:
         """The JAX program's name for the program cache: the case, its shape bucket and which
@@ -235,7 +176,7 @@ class CaseRun:
         args, cts = self._args("jax", "float64"), self._cts("jax", "float64")
         more = dict(units=rounding_units(self.dtype), draws=SPREAD_DRAWS, name=self._named("jax", fn).get("name"))
         if hvp:
-            vs = [self._jax_array(t, self.direction[t.name], "float64") for t in case.tensors if t.differentiable]
+            vs = self._view("jax", "float64").directions
             request = self.jax.rounding_request(fn, args, diff, cts, vs=vs, **more)
             return _then(request, lambda hv: [None if h is None else t.layout.from_jax(h) for t, h in zip(case.tensors, hv)])
         request = self.jax.rounding_request(fn, args, diff, cts, **more)
@@ -377,7 +318,7 @@ class CaseRun:
         in_diff = [t.differentiable for t in case.inputs]
         keywords = [t.name if t.keyword else None for t in case.inputs]
         pmap = case.module_param_map()
-        torch_layout = {t.name: self.data[t.name][0] for t in case.params}
+        torch_layout = {t.name: self.inputs.data[t.name][0] for t in case.params}
         # In the run's dtype, as the torch module holds them: Flax keeps batch stats in
         # float32 whatever the module's dtype, which would round float64 running statistics.
         module = self.jax.build_module(case.jax_module, self.dtype, pmap.to_nnx(torch_layout))
@@ -548,13 +489,13 @@ class CaseRun:
         if side == "jax":
             return self._jax(("hvp", fn), lambda: self._jax_hvp(fn))
         diff = [t.differentiable for t in self.case.tensors]
-        vs = [self.torch.from_numpy(self.direction[t.name], "float", self.dtype) for t in self.case.tensors if t.differentiable]
-        return self.torch.hvp(fn, self._args(side), diff, self._cts(side), vs)
+        view = self._view(side)
+        return self.torch.hvp(fn, view.args, diff, view.cts, view.directions)
 
     def _jax_hvp(self, fn):
         diff = [t.differentiable for t in self.case.tensors]
-        vs = [self._jax_array(t, self.direction[t.name]) for t in self.case.tensors if t.differentiable]
-        request = self.jax.hvp_request(fn, self._args("jax"), diff, self._cts("jax"), vs, **self._named("jax", fn))
+        view = self._view("jax")
+        request = self.jax.hvp_request(fn, view.args, diff, view.cts, view.directions, **self._named("jax", fn))
         return _then(request, lambda hv: [None if h is None else t.layout.from_jax(h) for t, h in zip(self.case.tensors, hv)])
 
     def check_second_order(self):
@@ -607,13 +548,14 @@ class CaseRun:
             at = {m: self._forward(side, fn, shift=m * h) for m in FD_SHIFTS}
             k = self.trials
             per_trial = lambda parts: sum(np.sum(p.reshape(k, -1), axis=1) for p in parts)  # noqa: E731
-            loss = lambda outs: per_trial(o * c for o, c in zip(outs, self.cts))  # noqa: E731
+            cts, direction = self.inputs.cts, self.inputs.direction
+            loss = lambda outs: per_trial(o * c for o, c in zip(outs, cts))  # noqa: E731
             outs, grads, _ = custom.value
-            scale = per_trial(np.abs(c) * (1 + np.abs(o)) for o, c in zip(outs, self.cts))
-            rounded = u * scale + per_trial(np.abs(c) * e for e, c in zip(rounding.value[0], self.cts))
+            scale = per_trial(np.abs(c) * (1 + np.abs(o)) for o, c in zip(outs, cts))
+            rounded = u * scale + per_trial(np.abs(c) * e for e, c in zip(rounding.value[0], cts))
             numeric = (8 * (loss(at[1]) - loss(at[-1])) - (loss(at[2]) - loss(at[-2]))) / (12 * h)
             analytic = per_trial(
-                g * self.direction[t.name] for t, g in zip(self.case.tensors, grads) if t.differentiable and g is not None
+                g * direction[t.name] for t, g in zip(self.case.tensors, grads) if t.differentiable and g is not None
             )
             return numeric / scale, analytic / scale, 10 * (1.5 * rounded / (scale * h) + h * h)
 

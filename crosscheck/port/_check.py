@@ -115,7 +115,7 @@ class PortRun(CaseRun):
 
     def allowed(self, kind: str, expected, sides: int = 1):
         """`model_allowance` with the longest reduction bounded by the largest parameter too."""
-        sizes = [math.prod(t.shape) for t in self.case.inputs] + [math.prod(s) for s in self.out_shapes] + [self.largest]
+        sizes = [math.prod(t.shape) for t in self.case.inputs] + [math.prod(s) for s in self.inputs.out_shapes] + [self.largest]
         return model_allowance(expected, self.dtype, kind, max(sizes), sides, self.overrides)
 
     def _pair_model(self, check, label, kind, t_val, j_val, o_val):
@@ -146,9 +146,8 @@ class PortRun(CaseRun):
         for trial in range(self.trials):
             model.zero_grad(set_to_none=True)
             params = {n: p.detach() for n, p in model.named_parameters()}
-            runs.append(self.torch.module_grads(
-                model, self._args("torch", dtype, trial=trial), in_diff, params, self._cts("torch", dtype, trial=trial), keywords
-            ))
+            view = self.inputs.for_torch(self.torch, dtype=dtype, trial=trial)
+            runs.append(self.torch.module_grads(model, view.args, in_diff, params, view.cts, keywords))
         outs = tuple(np.concatenate(o) for o in zip(*(r[0] for r in runs)))
         grads = {k: np.concatenate([r[1][k] for r in runs]) for k, g in runs[0][1].items() if g is not None}
         want = {n: (tuple(p.shape), self.dtype) for n, p in model.named_parameters() if p.requires_grad}
@@ -160,10 +159,9 @@ class PortRun(CaseRun):
         keywords = [t.name if t.keyword else None for t in self.case.inputs]
         outs, grads, problems = [], [], []
         for trial in range(self.trials):
-            o, in_grads, p_grads, meta, expected = self.jax.module_grads(
-                model, self._args("jax", trial=trial), in_diff, self._cts("jax", trial=trial), keywords
-            )
-            outs.append(tuple(lay.from_jax(x[None]) for lay, x in zip(self._out_layouts(len(o)), o)))
+            view = self.inputs.for_jax(self.jax, trial=trial)
+            o, in_grads, p_grads, meta, expected = self.jax.module_grads(model, view.args, in_diff, view.cts, keywords)
+            outs.append(tuple(lay.from_jax(x[None]) for lay, x in zip(self.inputs.out_layouts(len(o)), o)))
             g = {i: self.case.inputs[i].layout.from_jax(x[None]) for i, x in in_grads.items()}
             g.update({k: v[None] for k, v in self.pairing.to_torch(p_grads, grads=True).items()})
             grads.append(g)
