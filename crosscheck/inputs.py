@@ -41,6 +41,7 @@ class Inputs:
         direction: a unit direction per trial over the differentiable tensors, `{name: array}`
             (float64, not rounded: finite differences and Hessian products move along it).
         out_shapes: the outputs' shapes for one trial.
+        seeds: the seeds drawn from, in order, each giving `trials / len(seeds)` trials.
     """
 
     case: Case
@@ -49,6 +50,7 @@ class Inputs:
     cts: list
     direction: dict
     out_shapes: list
+    seeds: tuple = (0,)
 
     @property
     def trials(self) -> int:
@@ -84,6 +86,7 @@ class Inputs:
             cts=[cat([p[1][i] for p in parts]) for i in range(len(out_shapes))],
             direction={t.name: cat([p[2][t.name] for p in parts]) for t in diff},
             out_shapes=out_shapes,
+            seeds=tuple(seeds),
         )
 
     def out_layouts(self, n: int | None = None) -> tuple:

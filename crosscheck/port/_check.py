@@ -27,6 +27,7 @@ from ..convert._model import state_arrays, state_dict_to_nnx
 from ..convert._pair import pair_modules
 from ..layout import IDENTITY, Layout
 from ..registry import Case, Tensor
+from .. import checks
 from ..runner import CaseRun, Outcome
 
 # Whole models are judged by a scale from each result's size, not by the rounding model that
@@ -122,11 +123,11 @@ class PortRun(CaseRun):
         """torch vs NNX in float64/float32; each vs the float64 oracle (and the gap) in low
         precision."""
         if not self.low:
-            self.values(check, label, ("torch", "jax"), t_val, j_val, self.allowed(kind, t_val))
+            self.record(checks.values(check, label, ("torch", "jax"), t_val, j_val, self.allowed(kind, t_val)))
             return
-        self.values(check, label, ("float64 oracle", "torch"), o_val, t_val, self.allowed(kind, o_val))
-        self.values(check, label, ("float64 oracle", "jax"), o_val, j_val, self.allowed(kind, o_val))
-        self.values(check, label, ("torch", "jax"), t_val, j_val, self.allowed(kind, o_val, 2))
+        self.record(checks.values(check, label, ("float64 oracle", "torch"), o_val, t_val, self.allowed(kind, o_val)))
+        self.record(checks.values(check, label, ("float64 oracle", "jax"), o_val, j_val, self.allowed(kind, o_val)))
+        self.record(checks.values(check, label, ("torch", "jax"), t_val, j_val, self.allowed(kind, o_val, 2)))
 
     # -- the models in this run's dtype ---------------------------------------------------
     def _models(self):
@@ -179,42 +180,43 @@ class PortRun(CaseRun):
         the torch weight up to one rounding into the NNX variable's dtype."""
         ported = self._stage("weights", lambda: self.pairing.to_nnx(state_arrays(self.torch_model.state_dict())))
         if ported.error:
-            self.error("weights", "-", "torch vs jax, as stored", ported.error)
+            self.record(checks.error("weights", "-", "torch vs jax, as stored", ported.error))
             return
         held = _nnx_raw(self.nnx_model)
         for path in sorted(set(ported.value) & set(held)):  # the rest fail the conversion, by name
             stored = np.asarray(held[path])
             u = UNIT_ROUNDOFF.get(str(stored.dtype), 0.0)
             expected = np.asarray(ported.value[path], dtype=np.float64)[None]
-            self.values("weights", path, ("torch", "jax"), expected, stored.astype(np.float64)[None], Tolerance(u, 0.0), note="as stored")
+            held_value = stored.astype(np.float64)[None]
+            self.record(checks.values("weights", path, ("torch", "jax"), expected, held_value, Tolerance(u, 0.0), note="as stored"))
 
     def run(self):
         drawn = self._stage("drawing inputs", self.draw)
         models = self._stage(f"models in {self.dtype}", self._models) if not drawn.error else Outcome()
         if drawn.error or models.error:
-            self.error("setup", "-", "inputs and models", drawn.error, models.error)
+            self.record(checks.error("setup", "-", "inputs and models", drawn.error, models.error))
             return self.results
         t_model, n_model, oracle = models.value
         torch_side = self._stage("torch model", lambda: self._torch_runs(t_model, self.dtype))
         jax_side = self._stage("nnx model", lambda: self._jax_runs(n_model))
         ref = self._stage("float64 oracle (torch model)", lambda: self._torch_runs(oracle, "float64")) if self.low else torch_side
         if torch_side.error or jax_side.error or ref.error:
-            self.error("forward", "-", "torch vs jax", torch_side.error, jax_side.error, ref.error)
+            self.record(checks.error("forward", "-", "torch vs jax", torch_side.error, jax_side.error, ref.error))
             return self.results
         (t_out, t_grads, t_problems), (j_out, j_grads, j_problems), (o_out, o_grads, _) = torch_side.value, jax_side.value, ref.value
         if len(t_out) != len(j_out):
-            self.error("forward", "-", "torch vs jax", f"torch returns {len(t_out)} outputs, jax {len(j_out)}")
+            self.record(checks.error("forward", "-", "torch vs jax", f"torch returns {len(t_out)} outputs, jax {len(j_out)}"))
         for i, (a, b) in enumerate(zip(t_out, j_out)):
-            self._pair_model("forward", self._out_label(i, len(t_out)), "values", a, b, o_out[i])
-        self.verdict("grad-shape", "all gradients", "torch model .grad", t_problems)
-        self.verdict("grad-shape", "all gradients", "nnx model nnx.grad", j_problems)
+            self._pair_model("forward", checks.out_label(i, len(t_out)), "values", a, b, o_out[i])
+        self.record(checks.verdict("grad-shape", "all gradients", "torch model .grad", t_problems))
+        self.record(checks.verdict("grad-shape", "all gradients", "nnx model nnx.grad", j_problems))
         names = {i: f"grad of {t.name}" for i, t in enumerate(self.case.inputs) if t.differentiable}
         # Every parameter: one that torch gives no gradient (unused by the forward) is named.
         names.update({n: f"grad of {n}" for n, p in t_model.named_parameters() if p.requires_grad})
         for key, label in names.items():
             if key not in t_grads or key not in j_grads:
                 side = "torch" if key not in t_grads else "jax"
-                self.error("grad", label, "torch vs jax", f"the {side} model gives no gradient")
+                self.record(checks.error("grad", label, "torch vs jax", f"the {side} model gives no gradient"))
                 continue
             self._pair_model("grad", label, "grads", t_grads[key], j_grads[key], o_grads[key])
         return self.results
