@@ -1,8 +1,9 @@
 """The JAX side: numpy in, numpy out; all trials of a program in one `jit(vmap(...))` call.
 
-Importing this module turns on `jax_enable_x64`: float64 checks need it, and it must be set
-before any JAX array exists. It leaves `XLA_FLAGS` alone: its compile options travel with each
-program (`_jit`).
+Importing this module changes no global configuration. `configure()`, called when the
+adapter is taken for a run (`adapters.get("jax")`), turns on `jax_enable_x64` (float64 checks
+need it, and it must be set before any JAX array exists) and the persistent compilation cache.
+It leaves `XLA_FLAGS` alone: its compile options travel with each program (`_jit`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,16 @@ import os
 
 import jax
 
-jax.config.update("jax_enable_x64", True)
-
 
 def _cache_folder() -> str:
     return os.environ.get("CROSSCHECK_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "crosscheck", "jax"))
+
+
+def configure() -> None:
+    """JAX as a crosscheck run needs it: float64 on, and the persistent compilation cache
+    (`_persistent_cache`). Call it before any JAX array exists; calling it again changes nothing."""
+    jax.config.update("jax_enable_x64", True)
+    _persistent_cache()
 
 
 def _persistent_cache() -> None:
@@ -34,8 +40,6 @@ def _persistent_cache() -> None:
 
     guard_jax_cache(folder)  # an entry it cannot read is a miss, replaced (see unreadable)
 
-
-_persistent_cache()
 
 import functools  # noqa: E402
 from dataclasses import dataclass  # noqa: E402

@@ -19,9 +19,6 @@ import math
 
 import numpy as np
 
-# First, before any JAX array exists: it sets XLA's compile options (faster for small programs,
-# see `_fast_compile`) and float64, which a port's float64 check needs.
-from ..adapters import jax_adapter as _jax_adapter  # noqa: F401, I001
 from ..compare import UNIT_ROUNDOFF, Tolerance
 from ..convert._model import state_arrays, state_dict_to_nnx
 from ..convert._pair import pair_modules
