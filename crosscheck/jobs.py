@@ -21,6 +21,10 @@ from .options import parse_jobs
 from .results import CheckId, CheckResult, Report, read_json
 
 
+# `--jobs auto` takes one process per this much memory (a shard holds about half of it), and
+# at most MAX_AUTO_JOBS.
+SHARD_MEMORY = 2 * 2**30
+MAX_AUTO_JOBS = 8
 # A shard's share of a GPU that `--jobs auto` counts on: the CUDA contexts of torch and JAX
 # (JAX's preallocation off, see `shard_environment`) and the small arrays of one case run. An
 # estimate, not a measurement: scripts/gpu_check.py records the card's peak memory in use.
@@ -47,8 +51,8 @@ def count(text: str, device: str) -> int:
     nvidia-smi cannot tell that."""
     n = parse_jobs(text)
     if n is None:
-        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 2**31
-        n = min(os.cpu_count() or 1, 8, memory // 2**31)
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else SHARD_MEMORY
+        n = min(os.cpu_count() or 1, MAX_AUTO_JOBS, memory // SHARD_MEMORY)
         gpu = glob.glob("/dev/nvidia[0-9]*") and os.environ.get("CUDA_VISIBLE_DEVICES") not in ("", "-1")
         if device == "cuda" or (device == "auto" and gpu):
             free = nvidia_smi("memory.free")
@@ -114,8 +118,8 @@ def shard_environment(n: int) -> dict:
     env = dict(os.environ)
     # Shards share one GPU: each JAX process would otherwise claim 75% of its memory at start.
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    # Each process's thread pools sized for the whole machine fight over it: on 2 cores, two
-    # shards of a warm run took 50.8 s (94.7 s of CPU) with them and 27.4 s (46.9 s) without.
+    # Each process's thread pools sized for the whole machine fight over it: a share of the
+    # cores each halved a warm run's time on 2 cores (docs/bench.md, "Both cores: `--jobs 2`").
     threads = str(max(1, (os.cpu_count() or 1) // n))
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env.setdefault(name, threads)
