@@ -1,7 +1,7 @@
 """`python -m crosscheck mutants`: every planted bug through the harness, and the kill table.
 
 A mutant runs in each dtype asked for, each dtype judged on its own checks: a case run draws
-the same values whatever else runs (`runner.case_rng`), so a dtype's column is what a user who
+the same values whatever else runs (`inputs.case_rng`), so a dtype's column is what a user who
 trains only in that dtype would see.
 """
 
