@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from . import checks
 from .checks import Finding
-from .frameworks import compute, frameworks
+from .frameworks import both, compute
 from .inputs import Inputs
 from .plan import Outcome, Plan, attempt  # noqa: F401  (Outcome: the port check's stages)
 from .registry import LOW_PRECISION, Case
@@ -40,7 +40,7 @@ class CaseRun:
         self.seed, self.per_seed = self.seeds[0], trials
         self.case, self.dtype, self.device, self.trials = case, dtype, device, trials * len(self.seeds)
         self.torch, self.jax = torch, jax
-        self.sides = sides or frameworks(torch, jax)
+        self.sides = sides or both(torch, jax)
         self.low = dtype in LOW_PRECISION
         self.results: list[CheckResult] = []
         # Shape bucket k (0: the declared shapes) is reproduced by running buckets 0..k.
@@ -91,7 +91,7 @@ def run_case(case: Case, dtype: str, device: str, trials: int, seed: int, torch,
     """Every check of `case` on each of its first `shapes` shape buckets (`registry.buckets`)."""
     from .registry import buckets
 
-    sides = frameworks(torch, jax)
+    sides = both(torch, jax)
     results = []
     try:
         runs = buckets(case, shapes)

@@ -31,7 +31,7 @@ def each(side, plan: Plan, inputs: Inputs, clock: dict) -> dict[Stage, Outcome]:
     return {s: attempt(s.label, lambda s=s: side.value(s, plan, inputs), clock) for s in plan.stages if s.side == side.name}
 
 
-def frameworks(torch, jax) -> tuple[Framework, Framework]:
+def both(torch, jax) -> tuple[Framework, Framework]:
     """Both sides over their adapters (`crosscheck.adapters`)."""
     from ._jax import JaxSide
     from ._torch import TorchSide
