@@ -115,6 +115,9 @@ class Case:
     selector: str = ""
     # Further shape buckets drawn from these ranges (`--shapes N` runs N buckets in all).
     shapes: Shapes | None = None
+    # The static arguments that the functions close over, `((side, args), ...)` (a conv's
+    # stride, padding, ...), for mutants that rebuild the same calls with a planted bug.
+    config: tuple = ()
 
     def module_param_map(self):
         if self.param_map is not None:

@@ -21,20 +21,9 @@ from ..convert.conv import (
     conv_transpose2d as conv_transpose2d_map,
     conv_transpose_padding,
 )
-from ..layout import permute
+from ..layout import channels_last
 from ..registry import Case, Tensor, register
 
-# Per case, the static arguments after `(input, weight, bias)` of the torch functional and of
-# the JAX function; mutants rebuild the same calls from them.
-CONFIGS: dict[str, dict[str, tuple]] = {}
-
-# Channels first -> channels last, with and without the batch axis.
-CHANNELS_LAST = {
-    (1, True): permute(0, 2, 1),
-    (2, True): permute(0, 2, 3, 1),
-    (1, False): permute(1, 0),
-    (2, False): permute(1, 2, 0),
-}
 
 
 def _ints(v, n):
@@ -52,7 +41,6 @@ def _conv_case(name, x_shape, w_shape, *, bias=True, stride=1, padding=0, dilati
     jax_padding = _jax_padding(padding, n)
     op = {1: "conv1d", 2: "conv2d"}[n]
     torch_args, jax_args = (stride, padding, dilation, groups), (strides, jax_padding, 1, dilations, groups)
-    CONFIGS.setdefault(name, {"torch": torch_args, "jax": jax_args})  # the declared case's, not a bucket's
 
     def torch_fn(x, weight, bias=None):
         from torch_layers import conv
@@ -100,7 +88,7 @@ def _conv_case(name, x_shape, w_shape, *, bias=True, stride=1, padding=0, dilati
         return Conv(c_in, c_out, kernel, strides, padding=jax_padding, kernel_dilation=dilations,
                     feature_group_count=groups, use_bias=bias, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0))
 
-    layout = CHANNELS_LAST[n, len(x_shape) == n + 2]
+    layout = channels_last(n, len(x_shape) == n + 2)
     weight = Tensor("weight", w_shape, layout={1: CONV1D_WEIGHT, 2: CONV2D_WEIGHT}[n], jax_name="kernel")
     params = (weight, Tensor("bias", (c_out,), jax_name="bias")) if bias else (weight,)
     return Case(
@@ -116,6 +104,7 @@ def _conv_case(name, x_shape, w_shape, *, bias=True, stride=1, padding=0, dilati
         jax_module=jax_module,
         out_layouts=(layout,),
         param_map={1: conv1d_map, 2: conv2d_map}[n](None),
+        config=(("torch", torch_args), ("jax", jax_args)),
         description=f"x {x_shape}, w {w_shape}, stride={stride}, padding={padding!r}, dilation={dilation}, "
         f"groups={groups}, bias={bias}",
     )
@@ -126,7 +115,6 @@ def _conv_transpose_case(name, x_shape, w_shape, *, bias=True, stride=1, padding
     strides, dilations = _ints(stride, 2), _ints(dilation, 2)
     pads = conv_transpose_padding(kernel, _ints(padding, 2), _ints(output_padding, 2), dilations)
     torch_args, jax_args = (stride, padding, output_padding, 1, dilation), (strides, pads, dilations)
-    CONFIGS.setdefault(name, {"torch": torch_args, "jax": jax_args})  # the declared case's, not a bucket's
 
     def torch_fn(x, weight, bias=None):
         from torch_layers.conv import conv_transpose2d
@@ -166,7 +154,7 @@ def _conv_transpose_case(name, x_shape, w_shape, *, bias=True, stride=1, padding
         return ConvTranspose(c_in, c_out, kernel, strides, padding=pads, kernel_dilation=dilations, use_bias=bias,
                              dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0))
 
-    layout = CHANNELS_LAST[2, len(x_shape) == 4]
+    layout = channels_last(2, len(x_shape) == 4)
     weight = Tensor("weight", w_shape, layout=CONV_TRANSPOSE2D_WEIGHT, jax_name="kernel")
     params = (weight, Tensor("bias", (c_out,), jax_name="bias")) if bias else (weight,)
     return Case(
@@ -182,6 +170,7 @@ def _conv_transpose_case(name, x_shape, w_shape, *, bias=True, stride=1, padding
         jax_module=jax_module,
         out_layouts=(layout,),
         param_map=conv_transpose2d_map(None),
+        config=(("torch", torch_args), ("jax", jax_args)),
         description=f"x {x_shape}, w {w_shape}, stride={stride}, padding={padding}, "
         f"output_padding={output_padding}, dilation={dilation}, bias={bias} (Flax padding {pads})",
     )

@@ -10,9 +10,10 @@ VALUES = ("grad", "grad-autodiff", "finite-diff")
 
 
 def _config(case, side):
-    from ..cases.conv import CONFIGS
+    """The registered (declared) case's static arguments on `side`."""
+    from ..registry import get
 
-    return CONFIGS[case][side]
+    return dict(get(case).config)[side]
 
 
 def _torch_conv(case, backward):
