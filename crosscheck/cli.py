@@ -7,19 +7,32 @@ import shlex
 import sys
 
 from . import registry
+from ._version import __version__
 from .session import UsageError
 
 # The declared shapes plus one drawn bucket: every run sees two shapes of each case that
 # declares ranges, at about twice the compile time; soaks and CI may ask for more.
 DEFAULT_SHAPES = 2
 
+# Dispatched on the first word in `main`, before this parser runs; each has its own --help.
+SUBCOMMANDS = """subcommands:
+  mutants     run the planted backward bugs through the harness (python -m crosscheck mutants --help)
+  new NAME    scaffold a layer family that passes every check (python -m crosscheck new --help)
+  port A B    check a port of a torch model to Flax NNX (python -m crosscheck port --help)"""
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m crosscheck",
         description="Check hand-written backward passes: torch vs JAX, vs autodiff, vs finite differences.",
+        epilog=SUBCOMMANDS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action="version", version=f"crosscheck {__version__}")
     p.add_argument("--layer", action="append", metavar="NAME", help="case or family name (repeatable; default: all)")
+    p.add_argument("--cases", action="append", metavar="MODULE",
+                   help="import this module first, which registers its own cases, e.g. mypkg.crosscheck_cases "
+                        "(repeatable; installed packages' entry points in the group crosscheck.cases load anyway)")
     p.add_argument("--dtype", action="append", metavar="DTYPE", help=f"one of {', '.join(registry.DTYPES)} (repeatable)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (auto: cuda when torch and JAX both see a GPU)")
     p.add_argument("--trials", type=int, default=8, help="fresh random draws per case (default 8)")
@@ -190,6 +203,13 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse exits 2 on usage errors, 0 on --help
         return int(e.code or 0)
+    from .plugins import load
+
+    try:
+        load(args.cases)
+    except ValueError as e:
+        print(f"crosscheck: error: {e}", file=sys.stderr)
+        return 2
     if args.list:
         print(_list())
         return 0

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+import crosscheck
 from crosscheck import registry
 from crosscheck.cli import main
 from crosscheck.mutants import all_mutants
@@ -38,6 +39,7 @@ def test_exit_1_and_report_written_when_a_check_fails(broken_case, tmp_path, cap
     report = json.loads(path.read_text())
     assert report["passed"] is False and report["seed"] == 0
     assert set(report["versions"]) >= {"torch", "jax", "flax", "numpy"}
+    assert report["versions"]["crosscheck"] == crosscheck.__version__
     fields = {"layer", "dtype", "device", "check", "tensor", "passed", "max_abs_err", "max_rel_err", "atol", "rtol", "message"}
     assert all(fields <= set(c) for c in report["checks"])
     # one failing case does not hide the other
