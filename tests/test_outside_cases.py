@@ -71,3 +71,27 @@ def test_an_installed_packages_entry_point_lists_its_cases(tmp_path):
     assert re.search(r"^softsign\s+softsign\s+x \(3, 1, 5\)$", listed.stdout, re.M)
     without = crosscheck(["--list"], EXAMPLE.parent / "tests", timeout=120)
     assert "softsign" not in without.stdout
+
+
+def pytest_run(args: list[str], path: Path) -> subprocess.CompletedProcess:
+    """pytest in a fresh process, with the plugin, importing from `path` and this checkout."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(path), str(ROOT)])}
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "crosscheck.pytest_plugin", "-p", "no:cacheprovider", *args],
+                          capture_output=True, text=True, env=env, cwd=path, timeout=600)
+
+
+@pytest.mark.parametrize("bug", [False, True], ids=["as written", "planted bug"])
+def test_the_pytest_plugin_makes_one_item_per_case_and_dtype(planted, bug):
+    if not bug:
+        layer = planted / "softsign_layers" / "torch_softsign.py"
+        layer.write_text(layer.read_text().replace(PLANTED, BACKWARD))
+    shutil.copytree(EXAMPLE.parent / "tests", planted / "tests")
+    fast = ["--crosscheck-trials", "2", "--crosscheck-shapes", "1", "-k", "test_crosscheck and (float64 or bfloat16)"]
+    run = pytest_run(["-v", "-rN", "tests/test_softsign.py", *fast], planted)
+    out = run.stdout
+    ids = re.findall(r"test_softsign.py::test_crosscheck\[(\S+)\] (PASSED|FAILED)", out)
+    assert sorted(ids) == [("softsign-bfloat16", "FAILED" if bug else "PASSED"), ("softsign-float64", "FAILED" if bug else "PASSED")], out
+    assert run.returncode == (1 if bug else 0)
+    if bug:  # the command line's text, and a Reproduce: line that imports the cases
+        assert "FAILED softsign / float64 / cpu / grad-autodiff / grad of input (torch autodiff vs torch custom)" in out
+        assert f"Reproduce: python -m crosscheck --cases {MODULE} --layer softsign --dtype float64 --device cpu --seed 0 --trials 2" in out
