@@ -1,5 +1,5 @@
 """Sessions: `nox -s crosscheck`, `nox -s tests`, `nox -s mutants`, `nox -s coverage`,
-`nox -s lowest`, `nox --no-venv -s gpu`.
+`nox -s lowest`, `nox -s example`, `nox --no-venv -s gpu`.
 
 Dependencies are declared once, in pyproject.toml; `constraints.txt` pins torch to the CPU
 wheel. With `--no-venv` (`nox --no-venv -s crosscheck`) nothing is installed and the session
@@ -138,3 +138,16 @@ def lowest(session: nox.Session) -> None:
                 "'flax', flax.__version__, 'numpy', numpy.__version__, 'ml_dtypes', ml_dtypes.__version__, 'torch', torch.__version__)")
     default = ["-q", "tests/test_cli.py", "tests/test_layers_linear.py", "tests/test_library.py"]
     session.run("python", "-m", "pytest", *(session.posargs or default))
+
+
+@nox.session
+def example(session: nox.Session) -> None:
+    """examples/own_layer installed beside crosscheck in one fresh environment: its tests and the CLI."""
+    # Not an editable install: the example must work from what a user installs.
+    session.install("-c", "constraints.txt", ".", "./examples/own_layer[test]")
+    session.chdir("examples/own_layer")
+    session.run("python", "-m", "pytest", "-q", "--crosscheck-trials", "2", *session.posargs)
+    # The installed package's entry point registers its cases; --cases does without one.
+    session.run("python", "-m", "crosscheck", "--layer", "softsign", "--trials", "2")
+    session.run("python", "-m", "crosscheck", "--cases", "softsign_layers.crosscheck_cases", "--layer", "softsign",
+                "--dtype", "float64", "--trials", "2", "--jobs", "2")

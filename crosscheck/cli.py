@@ -68,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 class _Progress:
-    """A progress bar on stderr (rich) while cases run; nothing when stderr is not a terminal."""
+    """A progress bar on stderr (rich) while cases run; a plain line now and then when stderr
+    is not a terminal (`progress.PlainProgress`)."""
 
     def __init__(self):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -79,8 +80,10 @@ class _Progress:
 
     @classmethod
     def maybe(cls):
-        if not sys.stderr.isatty():
-            return None
+        if not sys.stderr.isatty():  # CI: a plain line now and then instead
+            from .progress import PlainProgress
+
+            return PlainProgress()
         try:
             return cls()
         except ImportError:

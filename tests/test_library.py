@@ -19,3 +19,24 @@ def test_help_lists_the_subcommands(capsys):
     out = capsys.readouterr().out
     for word in ("mutants", "new NAME", "port A B", "--cases"):
         assert re.search(rf"^\s+{re.escape(word)}", out, re.M), word
+
+
+def test_without_a_terminal_progress_is_a_plain_line_now_and_then():
+    import io
+
+    from crosscheck.progress import PlainProgress
+
+    now = [0.0]
+    out = io.StringIO()
+    p = PlainProgress(every=60, stream=out, clock=lambda: now[0])
+    p.start(48)
+    for t in (0, 20, 59, 61, 90, 125, 130):
+        now[0] = t
+        p.step("case")
+    now[0] = 200
+    p.show(40, 48, "case")  # --jobs: the shards' sum
+    assert out.getvalue().splitlines() == [
+        "crosscheck: 3 of 48 case runs done, 1m01s elapsed",
+        "crosscheck: 5 of 48 case runs done, 2m05s elapsed",
+        "crosscheck: 40 of 48 case runs done, 3m20s elapsed",
+    ]
