@@ -6,7 +6,15 @@ Importing this package imports neither framework; they load when a run starts.
 from ._version import __version__ as __version__
 from .registry import Case as Case, Tensor as Tensor, register as register
 
-__all__ = ["Case", "Tensor", "__version__", "assert_agree", "check", "register", "run"]
+__all__ = ["Case", "Tensor", "__version__", "assert_agree", "check", "configure", "register", "run"]
+
+
+def configure():
+    """JAX as the crosscheck needs it (float64, the persistent compilation cache); a run does
+    this itself. Call it first where JAX arrays are made before a run (a model to port)."""
+    from .adapters.jax_adapter import configure as _configure
+
+    _configure()
 
 
 def run(*args, **kwargs):

@@ -50,12 +50,11 @@ def baselines(case, torch_side, jax_side) -> dict:
     import torch
     from jax.test_util import check_grads
 
-    from .runner import CaseRun
+    from .inputs import Inputs
 
-    run = CaseRun(case, "float64", "cpu", 1, 0, torch_side, jax_side)
-    run.draw()
-    t_args = [a[0] for a in run._args("torch")]
-    j_args = [a[0] for a in run._args("jax")]
+    inputs = Inputs.draw(case, "float64", [0], 1, torch_side)
+    t_args = inputs.for_torch(torch_side, trial=0).args
+    j_args = inputs.for_jax(jax_side, trial=0).args
     diff, t_others = _split(t_args, case)
     _, j_others = _split(j_args, case)
     t_in = tuple(t_args[i].detach().clone().requires_grad_() for i in diff)
@@ -134,7 +133,7 @@ def main(argv=None) -> int:
 
     from . import adapters, registry
     from .precision import full_precision
-    from .session import UsageError, check_dtypes
+    from .options import UsageError, check_dtypes
 
     torch_side, jax_side = adapters.get("torch"), adapters.get("jax")
     cases = registry.select(args.layer)

@@ -8,7 +8,7 @@ import sys
 
 from . import registry
 from ._version import __version__
-from .session import UsageError
+from .options import UsageError, parse_seeds, parse_shard
 
 # The declared shapes plus one drawn bucket: every run sees two shapes of each case that
 # declares ranges, at about twice the compile time; soaks and CI may ask for more.
@@ -112,24 +112,6 @@ class _Progress:
         self.bar.stop()
 
 
-def _shard(text: str) -> tuple[int, int]:
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise UsageError(f"`--shard` (={text!r}) must look like I/N, e.g. 0/4") from None
-    return i, n
-
-
-def _seed_range(text: str) -> range:
-    try:
-        a, b = (int(x) for x in text.split(":"))
-    except ValueError:
-        raise UsageError(f"`--seeds` (={text!r}) must look like A:B, e.g. 0:1000") from None
-    if not 0 <= a < b:
-        raise UsageError(f"`--seeds` (={text!r}) needs 0 <= A < B")
-    return range(a, b)
-
-
 def _list() -> str:
     cases = registry.all_cases()
     width = max(len(c.name) for c in cases)
@@ -221,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
 
     command = "python -m crosscheck " + shlex.join(argv)
     try:
-        seed = _seed_range(args.seeds) if args.seeds else args.seed
-        shard = _shard(args.shard) if args.shard else None
+        seed = parse_seeds(args.seeds) if args.seeds else args.seed
+        shard = parse_shard(args.shard) if args.shard else None
         from .jobs import count
 
         args.jobs = count(args.jobs, args.device)
@@ -252,15 +234,12 @@ def main(argv: list[str] | None = None) -> int:
 def _jobs(args, command: str):
     if args.shard:
         raise UsageError(f"`--jobs` (={args.jobs}) makes its own shards: leave out `--shard` (={args.shard})")
-    from . import jobs, session
+    from . import jobs, options
 
     # What each shard would refuse, refused once here, before any process starts.
-    session.check_options(args.trials, args.shapes, args.device)
-    try:
-        registry.select(args.layer)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    session.check_dtypes(args.dtype)
+    options.check_options(args.trials, args.shapes, args.device)
+    options.select_cases(args.layer)
+    options.check_dtypes(args.dtype)
     return jobs.run(args, command, _Progress.maybe())
 
 

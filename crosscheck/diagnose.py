@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
+# A pattern (a constant factor, a sign flip, a transpose) is named when the arrays fit it to
+# this relative residual: far above any rounding, far below a chance resemblance.
+PATTERN_CLOSE = 1e-3
+# Guards a division by a norm that may be 0.
+TINY = 1e-300
+
 
 def shape_hint(expected: tuple[int, ...], actual: tuple[int, ...]) -> str | None:
     """Why a gradient of shape `actual` may have been meant as `expected` (per trial shapes)."""
@@ -59,14 +65,14 @@ def value_hints(expected: np.ndarray, actual: np.ndarray, bad: np.ndarray, names
         return [f"{act_name} is all zeros"]
     if ee > 0:
         c = float(np.vdot(a, e)) / ee
-        resid = np.linalg.norm(a - c * e) / max(np.linalg.norm(a), 1e-300)
-        if resid < 1e-3 and abs(c - 1) > 1e-3:
-            if abs(c + 1) < 1e-3:
+        resid = np.linalg.norm(a - c * e) / max(np.linalg.norm(a), TINY)
+        if resid < PATTERN_CLOSE and abs(c - 1) > PATTERN_CLOSE:
+            if abs(c + 1) < PATTERN_CLOSE:
                 return [f"sign-flipped: {act_name} = -{exp_name}"]
             return [f"scaled by a constant: {act_name} = {c:.6g} x {exp_name}"]
     if e.ndim >= 3 and e.shape[-1] == e.shape[-2]:
         t = np.swapaxes(e, -1, -2)
-        if np.allclose(a, t, rtol=1e-3, atol=1e-3 * (np.sqrt(ee / e.size) if ee else 1.0)):
+        if np.allclose(a, t, rtol=PATTERN_CLOSE, atol=PATTERN_CLOSE * (np.sqrt(ee / e.size) if ee else 1.0)):
             return [f"{act_name} looks like the transpose of {exp_name} (last two axes)"]
     n_bad, n = int(bad.sum()), bad.size
     if 0 < n_bad <= n // 2:

@@ -8,7 +8,6 @@ each gets a like share of every family.
 from __future__ import annotations
 
 import glob
-import json
 import math
 import os
 import shlex
@@ -18,10 +17,14 @@ import tempfile
 import time
 
 from . import registry
-from .runner import CheckResult
-from .session import Report, UsageError
+from .options import parse_jobs
+from .results import CheckId, CheckResult, Report, read_json
 
 
+# `--jobs auto` takes one process per this much memory (a shard holds about half of it), and
+# at most MAX_AUTO_JOBS.
+SHARD_MEMORY = 2 * 2**30
+MAX_AUTO_JOBS = 8
 # A shard's share of a GPU that `--jobs auto` counts on: the CUDA contexts of torch and JAX
 # (JAX's preallocation off, see `shard_environment`) and the small arrays of one case run. An
 # estimate, not a measurement: scripts/gpu_check.py records the card's peak memory in use.
@@ -46,20 +49,15 @@ def count(text: str, device: str) -> int:
     (`--device cuda`, or `auto` on a machine with an NVIDIA device) the shards share it, so
     also at most one per `GPU_SHARD` of the emptiest card's free memory, and 1 where
     nvidia-smi cannot tell that."""
-    if text == "auto":
-        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 2**31
-        n = min(os.cpu_count() or 1, 8, memory // 2**31)
+    n = parse_jobs(text)
+    if n is None:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else SHARD_MEMORY
+        n = min(os.cpu_count() or 1, MAX_AUTO_JOBS, memory // SHARD_MEMORY)
         gpu = glob.glob("/dev/nvidia[0-9]*") and os.environ.get("CUDA_VISIBLE_DEVICES") not in ("", "-1")
         if device == "cuda" or (device == "auto" and gpu):
             free = nvidia_smi("memory.free")
             n = min(n, min(free) * 2**20 // GPU_SHARD) if free else 1
         return max(1, n)
-    try:
-        n = int(text)
-    except ValueError:
-        raise UsageError(f"`--jobs` (={text!r}) must be a number or auto") from None
-    if n < 1:
-        raise UsageError(f"`--jobs` (={n}) must be at least 1")
     return n
 
 
@@ -76,18 +74,6 @@ def child_argv(args, k: int, n: int) -> list[str]:
     if args.no_program_cache:
         argv.append("--no-program-cache")
     return argv
-
-
-def _number(x):
-    return float(x) if isinstance(x, str) else x  # "inf", "-inf" and "nan" as JSON writes them
-
-
-def read_report(path: str) -> dict:
-    with open(path) as f:
-        data = json.load(f)
-    floats = ("max_abs_err", "max_rel_err", "atol", "rtol", "ratio")
-    data["checks"] = [CheckResult(**{k: _number(v) if k in floats else v for k, v in c.items()}) for c in data["checks"]]
-    return data
 
 
 class ProgressFile:
@@ -134,8 +120,8 @@ def shard_environment(n: int) -> dict:
     env = dict(os.environ)
     # Shards share one GPU: each JAX process would otherwise claim 75% of its memory at start.
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    # Each process's thread pools sized for the whole machine fight over it: on 2 cores, two
-    # shards of a warm run took 50.8 s (94.7 s of CPU) with them and 27.4 s (46.9 s) without.
+    # Each process's thread pools sized for the whole machine fight over it: a share of the
+    # cores each halved a warm run's time on 2 cores (docs/bench.md, "Both cores: `--jobs 2`").
     threads = str(max(1, (os.cpu_count() or 1) // n))
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env.setdefault(name, threads)
@@ -169,7 +155,7 @@ def run(args, command: str, progress=None) -> Report:
             proc.wait()
             log.close()
             try:
-                data = read_report(path)
+                data = read_json(path)
             except (OSError, ValueError, TypeError) as e:
                 with open(log.name) as f:
                     tail = f.read().strip().splitlines()[-12:]
@@ -184,9 +170,10 @@ def run(args, command: str, progress=None) -> Report:
 
 def _shard_failure(k, n, device, own, code, error, tail) -> CheckResult:
     repro = "python -m crosscheck " + shlex.join(own)
+    ident = CheckId(f"shard {k}/{n}", "-", device, "setup", "-", "shard process")
     message = "\n".join([
-        f"FAILED shard {k}/{n}: the process exited with status {code} and wrote no report ({type(error).__name__}: {error})",
+        f"{ident.head(False)}: the process exited with status {code} and wrote no report ({type(error).__name__}: {error})",
         *("  " + line for line in tail),
         f"  Reproduce: {repro}",
     ])
-    return CheckResult(f"shard {k}/{n}", "-", device, "setup", "-", "shard process", False, None, None, None, None, None, message)
+    return CheckResult(id=ident, passed=False, message=message)

@@ -7,6 +7,7 @@ two frameworks are always compared in one layout. Every function takes a leading
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -41,3 +42,13 @@ def permute(*perm: int) -> Layout:
 
 
 TRANSPOSE = permute(1, 0)
+
+
+@functools.cache
+def channels_last(spatial: int, batched: bool = True) -> Layout:
+    """torch's channels-first `(N, C, *spatial)` as JAX's channels-last `(N, *spatial, C)`, for
+    `spatial` spatial axes; without the batch axis (`batched=False`), `(C, *spatial)` as
+    `(*spatial, C)`. The one table of channels-last layouts: convolutions, pooling, norms."""
+    lead = (0,) if batched else ()
+    c = len(lead)
+    return permute(*lead, *range(c + 1, c + 1 + spatial), c)

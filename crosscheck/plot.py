@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .report import summary_rows
-from .session import Report
+from .results import Report
 
 
 def write_plot(report: Report, path: str) -> None:

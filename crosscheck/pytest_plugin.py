@@ -24,7 +24,7 @@ import pytest
 
 from . import registry
 from .plugins import load
-from .session import check_dtypes
+from .options import check_dtypes
 
 FIXTURE = "crosscheck_case"
 

@@ -118,6 +118,9 @@ class Case:
     # The module outside this repository whose import registers the case (set by `register`):
     # `Reproduce:` lines and `--jobs` shards import it with `--cases`.
     origin: str = ""
+    # The static arguments that the functions close over, `((side, args), ...)` (a conv's
+    # stride, padding, ...), for mutants that rebuild the same calls with a planted bug.
+    config: tuple = ()
 
     def module_param_map(self):
         if self.param_map is not None:

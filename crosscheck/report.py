@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from .runner import worst_ratio
-from .session import Report
+from .results import Report, worst_ratio
 
 
 def summary_rows(report: Report) -> list[dict]:
-    groups: dict[tuple, list] = {}
-    for r in report.results:
-        groups.setdefault((r.layer, r.dtype, r.device), []).append(r)
     rows = []
-    for (layer, dtype, device), rs in groups.items():
+    for (layer, dtype, device), rs in report.groups().items():
         failed = [r for r in rs if not r.passed]
         rows.append(
             {
@@ -86,18 +82,13 @@ def write_junit(report: Report, path: str) -> None:
     import xml.etree.ElementTree as ET
 
     suites = ET.Element("testsuites", name="crosscheck", tests=str(len(report.results)), failures=str(len(report.failures)))
-    groups: dict[tuple, list] = {}
-    for r in report.results:
-        groups.setdefault((r.layer, r.dtype, r.device), []).append(r)
-    for (layer, dtype, device), rs in groups.items():
+    for (layer, dtype, device), rs in report.groups().items():
         suite = ET.SubElement(
             suites, "testsuite", name=f"{layer}-{dtype}-{device}", tests=str(len(rs)),
             failures=str(sum(not r.passed for r in rs)),
         )
         for r in rs:
-            shape = f" [{r.shape}]" if r.shape else ""
-            case = ET.SubElement(suite, "testcase", classname=f"crosscheck.{layer}.{dtype}.{device}",
-                                 name=f"{r.check} / {r.tensor} ({r.compared}){shape}")
+            case = ET.SubElement(suite, "testcase", classname=f"crosscheck.{layer}.{dtype}.{device}", name=r.id.test_name())
             if not r.passed:
                 failure = ET.SubElement(case, "failure", message=r.message.splitlines()[1].strip() if "\n" in r.message else r.message)
                 failure.text = r.message

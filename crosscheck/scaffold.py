@@ -11,7 +11,7 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from .session import UsageError
+from .options import UsageError
 
 FILES = {
     "torch_layer.py.tmpl": "torch_layers/{name}.py",

@@ -10,11 +10,17 @@ dilation trade places). Padding is always explicit `(lo, hi)` pairs inside the V
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from flax.nnx.nn import dtypes
 from jax import lax
+
+from . import _pad
+from ._ops import ConvOps, params, widened
 
 default_kernel_init = nnx.initializers.lecun_normal()
 default_bias_init = nnx.initializers.zeros_init()
@@ -30,19 +36,17 @@ def _dilate(sizes, factors):
     return [0 if n == 0 else (n - 1) * f + 1 for n, f in zip(sizes, factors)]
 
 
-def _conv(strides, padding, input_dilation, kernel_dilation, groups, precision, x, kernel, bias):
-    y = lax.conv_general_dilated(
-        x, kernel, strides, padding, input_dilation, kernel_dilation, _dimension_numbers(kernel.ndim - 2),
-        feature_group_count=groups, precision=precision,
-    )
+def _conv(strides, padding, input_dilation, kernel_dilation, groups, ops, x, kernel, bias):
+    y = ops(x, kernel, strides, padding, input_dilation, kernel_dilation, _dimension_numbers(kernel.ndim - 2),
+                  groups)
     return y if bias is None else y + bias
 
 
 _conv_vjp = jax.custom_vjp(_conv, nondiff_argnums=(0, 1, 2, 3, 4, 5))
 
 
-def _conv_fwd(strides, padding, input_dilation, kernel_dilation, groups, precision, x, kernel, bias):
-    y = _conv(strides, padding, input_dilation, kernel_dilation, groups, precision, x, kernel, bias)
+def _conv_fwd(strides, padding, input_dilation, kernel_dilation, groups, ops, x, kernel, bias):
+    y = _conv(strides, padding, input_dilation, kernel_dilation, groups, ops, x, kernel, bias)
     return y, (x, kernel, bias)
 
 
@@ -56,7 +60,7 @@ def _transposed_kernel(kernel, groups):
     return lax.rev(t, tuple(range(nd)))
 
 
-def conv_input_grad(strides, padding, input_dilation, kernel_dilation, groups, precision, g, kernel, in_shape):
+def conv_input_grad(strides, padding, input_dilation, kernel_dilation, groups, ops, g, kernel, in_shape):
     """`dL/dx` of `conv(x, kernel)`: a convolution of `g` with the transposed kernel."""
     nd = kernel.ndim - 2
     k = _dilate(kernel.shape[:nd], kernel_dilation)
@@ -66,13 +70,11 @@ def conv_input_grad(strides, padding, input_dilation, kernel_dilation, groups, p
     # the dilated input to its last row.
     before = [kk - lo - 1 for kk, (lo, _) in zip(k, padding)]
     after = [xx + kk - 1 - yy - b for xx, kk, yy, b in zip(x, k, y, before)]
-    return lax.conv_general_dilated(
-        g, _transposed_kernel(kernel, groups), input_dilation, tuple(zip(before, after)), strides,
-        kernel_dilation, _dimension_numbers(nd), feature_group_count=groups, precision=precision,
-    )
+    return ops(g, _transposed_kernel(kernel, groups), input_dilation, tuple(zip(before, after)), strides,
+                     kernel_dilation, _dimension_numbers(nd), groups)
 
 
-def conv_kernel_grad(strides, padding, input_dilation, kernel_dilation, groups, precision, x, g, kernel_shape):
+def conv_kernel_grad(strides, padding, input_dilation, kernel_dilation, groups, ops, x, g, kernel_shape):
     """`dL/dkernel` of `conv(x, kernel)`: `x` correlated with `g`, summed over the batch."""
     nd = len(kernel_shape) - 2
     n, spatial, cin = x.shape[0], x.shape[1:-1], x.shape[-1]
@@ -87,29 +89,27 @@ def conv_kernel_grad(strides, padding, input_dilation, kernel_dilation, groups, 
     xd = _dilate(spatial, input_dilation)
     y = _dilate(g.shape[1:-1], strides)
     pads = [(lo, yy - xx + kk - lo - 1) for (lo, _), yy, xx, kk in zip(padding, y, xd, k)]
-    out = lax.conv_general_dilated(
-        xt, gt, kernel_dilation, pads, input_dilation, strides, _dimension_numbers(nd),
-        feature_group_count=groups, precision=precision,
-    )
+    out = ops(xt, gt, kernel_dilation, pads, input_dilation, strides, _dimension_numbers(nd), groups)
     return jnp.moveaxis(out, 0, nd)  # (I/G, *k, O) -> (*k, I/G, O)
 
 
-def _conv_bwd(strides, padding, input_dilation, kernel_dilation, groups, precision, res, g):
+def _conv_bwd(strides, padding, input_dilation, kernel_dilation, groups, ops, res, g):
     x, kernel, bias = res
-    config = strides, padding, input_dilation, kernel_dilation, groups, precision
-    grad_x = conv_input_grad(*config, g, kernel, x.shape)
-    grad_kernel = conv_kernel_grad(*config, x, g, kernel.shape)
-    grad_bias = None if bias is None else g.sum(tuple(range(g.ndim - 1)))
+    config = strides, padding, input_dilation, kernel_dilation, groups, ops
+    wide, wide_x, wide_kernel = widened(g, x, kernel)  # the gradients return in the primals' types
+    grad_x = conv_input_grad(*config, wide, wide_kernel, x.shape).astype(x.dtype)
+    grad_kernel = conv_kernel_grad(*config, wide_x, wide, kernel.shape).astype(kernel.dtype)
+    grad_bias = None if bias is None else g.sum(tuple(range(g.ndim - 1))).astype(bias.dtype)
     return grad_x, grad_kernel, grad_bias
 
 
 _conv_vjp.defvjp(_conv_fwd, _conv_bwd)
 
 
-def _conv_transpose(strides, padding, kernel_dilation, transpose_kernel, precision, x, kernel, bias):
+def _conv_transpose(strides, padding, kernel_dilation, transpose_kernel, ops, x, kernel, bias):
     """`lax.conv_transpose` with explicit padding: a convolution with input dilation `strides`."""
     k = _flip_swap(kernel) if transpose_kernel else kernel
-    return _conv((1,) * len(strides), padding, strides, kernel_dilation, 1, precision, x, k, bias)
+    return _conv((1,) * len(strides), padding, strides, kernel_dilation, 1, ops, x, k, bias)
 
 
 _conv_transpose_vjp = jax.custom_vjp(_conv_transpose, nondiff_argnums=(0, 1, 2, 3, 4))
@@ -121,15 +121,15 @@ def _flip_swap(kernel):
     return jnp.swapaxes(lax.rev(kernel, tuple(range(nd))), nd, nd + 1)
 
 
-def _conv_transpose_fwd(strides, padding, kernel_dilation, transpose_kernel, precision, x, kernel, bias):
-    y = _conv_transpose(strides, padding, kernel_dilation, transpose_kernel, precision, x, kernel, bias)
+def _conv_transpose_fwd(strides, padding, kernel_dilation, transpose_kernel, ops, x, kernel, bias):
+    y = _conv_transpose(strides, padding, kernel_dilation, transpose_kernel, ops, x, kernel, bias)
     return y, (x, kernel, bias)
 
 
-def _conv_transpose_bwd(strides, padding, kernel_dilation, transpose_kernel, precision, res, g):
+def _conv_transpose_bwd(strides, padding, kernel_dilation, transpose_kernel, ops, res, g):
     x, kernel, bias = res
     k = _flip_swap(kernel) if transpose_kernel else kernel
-    grad_x, grad_k, grad_bias = _conv_bwd((1,) * len(strides), padding, strides, kernel_dilation, 1, precision,
+    grad_x, grad_k, grad_bias = _conv_bwd((1,) * len(strides), padding, strides, kernel_dilation, 1, ops,
                                           (x, k, bias), g)
     return grad_x, _flip_swap(grad_k) if transpose_kernel else grad_k, grad_bias
 
@@ -165,7 +165,8 @@ def _flatten_batch(x, nd: int):
     return flat, lambda y: y.reshape(*batch, *y.shape[1:])
 
 
-def _conv_call(fn, x, kernel, bias, strides, padding, input_dilation, kernel_dilation, feature_group_count, precision):
+def _conv_call(fn, x, kernel, bias, strides, padding, input_dilation, kernel_dilation, feature_group_count, precision,
+               preferred_element_type=None, conv_general_dilated=lax.conv_general_dilated):
     """Resolves `conv`'s arguments and runs `fn` (the custom_vjp, or a variant of it)."""
     nd = kernel.ndim - 2
     if nd < 1:
@@ -191,8 +192,10 @@ def _conv_call(fn, x, kernel, bias, strides, padding, input_dilation, kernel_dil
             if padding == "CAUSAL" and nd != 1:
                 raise ValueError(f"`padding` (={padding!r}) is only implemented for 1-d convolutions")
             pads = [((kk - 1) // 2, kk // 2) for kk in k] if padding != "CAUSAL" else [(k[0] - 1, 0)]
-            mode = {"CIRCULAR": "wrap", "REFLECT": "reflect", "CAUSAL": "constant"}[padding]
-            flat = jnp.pad(flat, [(0, 0), *pads, (0, 0)], mode=mode)
+            if padding == "CAUSAL":
+                flat = jnp.pad(flat, [(0, 0), *pads, (0, 0)])
+            else:  # copies of the input: the hand-written VJP of `_pad` scatters their gradients back
+                flat = _pad.pad(flat, [(0, 0), *pads, (0, 0)], padding.lower())
             padding = "VALID"
         if padding not in ("SAME", "VALID"):
             raise ValueError(f"`padding` (={padding!r}) must be SAME, VALID, CIRCULAR, REFLECT or CAUSAL")
@@ -203,12 +206,13 @@ def _conv_call(fn, x, kernel, bias, strides, padding, input_dilation, kernel_dil
         pads = _pairs(padding, nd)
     if bias is not None and bias.shape != kernel.shape[-1:]:
         raise ValueError(f"`bias` (shape {bias.shape}) must have shape {kernel.shape[-1:]}")
-    y = fn(strides, pads, input_dilation, kernel_dilation, groups, precision, flat, kernel, bias)
-    return restore(y)
+    ops = ConvOps(precision, preferred_element_type, conv_general_dilated)
+    return restore(fn(strides, pads, input_dilation, kernel_dilation, groups, ops, flat, kernel, bias))
 
 
 def conv(x, kernel, bias=None, strides=1, padding="SAME", input_dilation=1, kernel_dilation=1,
-         feature_group_count=1, precision=None) -> jax.Array:
+         feature_group_count=1, precision=None, *, preferred_element_type=None,
+         conv_general_dilated=lax.conv_general_dilated) -> jax.Array:
     """The convolution of `flax.nnx.Conv`, with a hand-written VJP.
 
     Args:
@@ -217,12 +221,14 @@ def conv(x, kernel, bias=None, strides=1, padding="SAME", input_dilation=1, kern
         bias: `(out,)` or None.
         padding: "SAME", "VALID", "CIRCULAR", "REFLECT", "CAUSAL" (1-d), an int, or one int or
             `(lo, hi)` pair per spatial dim.
+        precision, preferred_element_type, conv_general_dilated: as `flax.nnx.Conv`'s; the
+            gradients' convolutions use them too.
 
     Returns:
         `(*batch, *out_spatial, out)`.
     """
     return _conv_call(_conv_vjp, x, kernel, bias, strides, padding, input_dilation, kernel_dilation,
-                      feature_group_count, precision)
+                      feature_group_count, precision, preferred_element_type, conv_general_dilated)
 
 
 def conv_transpose_padding(kernel_size, strides, padding, kernel_dilation=None) -> tuple[tuple[int, int], ...]:
@@ -244,7 +250,8 @@ def conv_transpose_padding(kernel_size, strides, padding, kernel_dilation=None) 
     return tuple(pads)
 
 
-def _conv_transpose_call(fn, x, kernel, bias, strides, padding, kernel_dilation, transpose_kernel, precision):
+def _conv_transpose_call(fn, x, kernel, bias, strides, padding, kernel_dilation, transpose_kernel, precision,
+                         preferred_element_type=None):
     nd = kernel.ndim - 2
     strides, kernel_dilation = _ints(strides, nd, "strides"), _ints(kernel_dilation, nd, "kernel_dilation")
     cin = kernel.shape[-1] if transpose_kernel else kernel.shape[-2]
@@ -255,11 +262,12 @@ def _conv_transpose_call(fn, x, kernel, bias, strides, padding, kernel_dilation,
         raise ValueError(f"`bias` (shape {bias.shape}) must have shape ({cout},)")
     pads = conv_transpose_padding(kernel.shape[:nd], strides, padding, kernel_dilation)
     flat, restore = _flatten_batch(x, nd)
-    return restore(fn(strides, pads, kernel_dilation, transpose_kernel, precision, flat, kernel, bias))
+    ops = ConvOps(precision, preferred_element_type)
+    return restore(fn(strides, pads, kernel_dilation, transpose_kernel, ops, flat, kernel, bias))
 
 
 def conv_transpose(x, kernel, bias=None, strides=None, padding="SAME", kernel_dilation=None,
-                   transpose_kernel=False, precision=None) -> jax.Array:
+                   transpose_kernel=False, precision=None, *, preferred_element_type=None) -> jax.Array:
     """The transposed convolution of `flax.nnx.ConvTranspose` (`lax.conv_transpose`), hand-written VJP.
 
     Args:
@@ -275,13 +283,7 @@ def conv_transpose(x, kernel, bias=None, strides=None, padding="SAME", kernel_di
         `(*batch, *out_spatial, out)`.
     """
     return _conv_transpose_call(_conv_transpose_vjp, x, kernel, bias, strides, padding, kernel_dilation,
-                                transpose_kernel, precision)
-
-
-def _promote(dtype, x, kernel, bias):
-    """As flax's `promote_dtype`: everything in `dtype`, or in the inputs' common type."""
-    dtype = dtype or jnp.result_type(x, kernel, *(() if bias is None else (bias,)))
-    return x.astype(dtype), kernel.astype(dtype), None if bias is None else bias.astype(dtype)
+                                transpose_kernel, precision, preferred_element_type)
 
 
 class Conv(nnx.Module):
@@ -311,24 +313,27 @@ class Conv(nnx.Module):
         precision=None,
         kernel_init=default_kernel_init,
         bias_init=default_bias_init,
+        conv_general_dilated=lax.conv_general_dilated,
+        promote_dtype=dtypes.promote_dtype,
+        preferred_element_type=None,
         rngs: nnx.Rngs,
+        kernel_metadata=MappingProxyType({}),
+        bias_metadata=MappingProxyType({}),
     ):
         kernel_size = (kernel_size,) if isinstance(kernel_size, int) else tuple(kernel_size)
         if in_features % feature_group_count:
             raise ValueError(f"`feature_group_count` (={feature_group_count}) must divide in_features (={in_features})")
         self.kernel_shape = kernel_size + (in_features // feature_group_count, out_features)
         # Same key order as flax.nnx.Conv, so equal Rngs give equal parameters.
-        self.kernel = nnx.Param(kernel_init(rngs.params(), self.kernel_shape, param_dtype))
-        self.bias: nnx.Param | None
-        if use_bias:
-            self.bias = nnx.Param(bias_init(rngs.params(), (out_features,), param_dtype))
-        else:
-            self.bias = nnx.data(None)
+        self.kernel, self.bias = params(self.kernel_shape, out_features, use_bias, param_dtype, kernel_init,
+                                         bias_init, rngs, kernel_metadata, bias_metadata)
         self.in_features, self.out_features, self.kernel_size = in_features, out_features, kernel_size
         self.strides, self.padding = strides, padding
         self.input_dilation, self.kernel_dilation = input_dilation, kernel_dilation
         self.feature_group_count, self.use_bias, self.mask = feature_group_count, use_bias, mask
         self.dtype, self.param_dtype, self.precision = dtype, param_dtype, precision
+        self.conv_general_dilated, self.promote_dtype = conv_general_dilated, promote_dtype
+        self.preferred_element_type = preferred_element_type
 
     def __call__(self, inputs: jax.Array) -> jax.Array:
         """`(*batch, *spatial, in) -> (*batch, *out_spatial, out)`."""
@@ -338,9 +343,10 @@ class Conv(nnx.Module):
                 raise ValueError(f"`mask` (shape {self.mask.shape}) must have the kernel's shape {self.kernel_shape}")
             kernel = kernel * self.mask
         bias = None if self.bias is None else self.bias[...]
-        x, kernel, bias = _promote(self.dtype, inputs, kernel, bias)
+        x, kernel, bias = self.promote_dtype((inputs, kernel, bias), dtype=self.dtype)
         return conv(x, kernel, bias, self.strides, self.padding, self.input_dilation, self.kernel_dilation,
-                    self.feature_group_count, self.precision)
+                    self.feature_group_count, self.precision, preferred_element_type=self.preferred_element_type,
+                    conv_general_dilated=self.conv_general_dilated)
 
 
 class ConvTranspose(nnx.Module):
@@ -372,22 +378,23 @@ class ConvTranspose(nnx.Module):
         kernel_init=default_kernel_init,
         bias_init=default_bias_init,
         transpose_kernel: bool = False,
+        promote_dtype=dtypes.promote_dtype,
+        preferred_element_type=None,
         rngs: nnx.Rngs,
+        kernel_metadata=MappingProxyType({}),
+        bias_metadata=MappingProxyType({}),
     ):
         kernel_size = (kernel_size,) if isinstance(kernel_size, int) else tuple(kernel_size)
         channels = (out_features, in_features) if transpose_kernel else (in_features, out_features)
         self.kernel_shape = kernel_size + channels
         # Same key order as flax.nnx.ConvTranspose.
-        self.kernel = nnx.Param(kernel_init(rngs.params(), self.kernel_shape, param_dtype))
-        self.bias: nnx.Param | None
-        if use_bias:
-            self.bias = nnx.Param(bias_init(rngs.params(), (out_features,), param_dtype))
-        else:
-            self.bias = nnx.data(None)
+        self.kernel, self.bias = params(self.kernel_shape, out_features, use_bias, param_dtype, kernel_init,
+                                         bias_init, rngs, kernel_metadata, bias_metadata)
         self.in_features, self.out_features, self.kernel_size = in_features, out_features, kernel_size
         self.strides, self.padding, self.kernel_dilation = strides, padding, kernel_dilation
         self.use_bias, self.mask, self.transpose_kernel = use_bias, mask, transpose_kernel
         self.dtype, self.param_dtype, self.precision = dtype, param_dtype, precision
+        self.promote_dtype, self.preferred_element_type = promote_dtype, preferred_element_type
 
     def __call__(self, inputs: jax.Array) -> jax.Array:
         """`(*batch, *spatial, in) -> (*batch, *out_spatial, out)`."""
@@ -399,6 +406,6 @@ class ConvTranspose(nnx.Module):
                 raise ValueError(f"`mask` (shape {self.mask.shape}) must have the kernel's shape {self.kernel_shape}")
             kernel = kernel * self.mask
         bias = None if self.bias is None else self.bias[...]
-        x, kernel, bias = _promote(self.dtype, inputs, kernel, bias)
+        x, kernel, bias = self.promote_dtype((inputs, kernel, bias), dtype=self.dtype)
         return conv_transpose(x, kernel, bias, self.strides, self.padding, self.kernel_dilation,
-                              self.transpose_kernel, self.precision)
+                              self.transpose_kernel, self.precision, preferred_element_type=self.preferred_element_type)

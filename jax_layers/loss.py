@@ -20,19 +20,33 @@ def _compute_dtype(dtype):
     return jnp.promote_types(dtype, jnp.float32)
 
 
-def _soft_targets(logits, labels, weight, label_smoothing, ignore_index, axis, dtype):
-    """`q` with `loss = -sum_c q_c log p_c` per sample, and each sample's share `w[y] m` of a mean.
+def _weight_view(logits, weight, axis, dtype):
+    """The class weights shaped to broadcast along `axis` (ones when None)."""
+    view = [1] * logits.ndim
+    view[axis] = logits.shape[axis]
+    return jnp.ones(view, dtype) if weight is None else weight.astype(dtype).reshape(view)
 
-    `q = m w ((1 - eps) onehot(y) + eps / C)`, with `m` zero where `y == ignore_index`; the mean
-    divides by the sum of `w[y] m`, for the smoothing term too (as torch does).
+
+def _is_probabilities(labels) -> bool:
+    return jnp.issubdtype(labels.dtype, jnp.floating)
+
+
+def _soft_targets(logits, labels, weight, label_smoothing, ignore_index, axis, dtype):
+    """`q` with `loss = -sum_c q_c log p_c` per sample, and each sample's share of a mean.
+
+    Class indices `y`: `q = m w ((1 - eps) onehot(y) + eps / C)`, with `m` zero where
+    `y == ignore_index`, and the share `w[y] m` (the mean divides by the sum of `w[y] m`, for the
+    smoothing term too, as torch does). Class probabilities `t`: `q = w ((1 - eps) t + eps / C)`
+    and a share of 1 per sample.
     """
     n_classes = logits.shape[axis]
-    view = [1] * logits.ndim
-    view[axis] = n_classes
+    w = _weight_view(logits, weight, axis, dtype)
+    if _is_probabilities(labels):
+        q = w * ((1 - label_smoothing) * labels.astype(dtype) + label_smoothing / n_classes)
+        return q, jnp.ones(labels.shape[:axis] + labels.shape[axis + 1 :], dtype)
     y = jnp.expand_dims(labels, axis)
-    onehot = (y == jnp.arange(n_classes).reshape(view)).astype(dtype)
+    onehot = (y == jnp.arange(n_classes).reshape(w.shape)).astype(dtype)
     kept = (y != ignore_index).astype(dtype)
-    w = jnp.ones(view, dtype) if weight is None else weight.astype(dtype).reshape(view)
     q = kept * w * ((1 - label_smoothing) * onehot + label_smoothing / n_classes)
     share = jnp.sum(kept * w * onehot, axis=axis)
     return q, share
@@ -63,8 +77,9 @@ def _cross_entropy_fwd(reduction, label_smoothing, ignore_index, axis, logits, l
 def _cross_entropy_bwd(reduction, label_smoothing, ignore_index, axis, res, g):
     logits, labels, weight = res
     dtype = _compute_dtype(logits.dtype)
-    # The gradient is `p sum_c q_c - q`; p is recomputed from the logits so that it is
-    # differentiable in them (grad of grad).
+    # The gradient is `p sum_c q_c - q`, and for probabilities `t` the target's
+    # `-(1 - eps) w log p`; p is recomputed from the logits so that both are differentiable in
+    # them (grad of grad).
     p = jax.nn.softmax(logits.astype(dtype), axis=axis)
     q, share = _soft_targets(logits, labels, weight, label_smoothing, ignore_index, axis, dtype)
     g = g.astype(dtype)
@@ -73,7 +88,12 @@ def _cross_entropy_bwd(reduction, label_smoothing, ignore_index, axis, res, g):
     elif reduction == "none":
         g = jnp.expand_dims(g, axis)
     grad = g * (p * jnp.sum(q, axis=axis, keepdims=True) - q)
-    return grad.astype(logits.dtype), None, None
+    grad_labels = None
+    if _is_probabilities(labels):
+        log_p = jax.nn.log_softmax(logits.astype(dtype), axis=axis)
+        dq = (1 - label_smoothing) * _weight_view(logits, weight, axis, dtype)
+        grad_labels = (-g * dq * log_p).astype(labels.dtype)
+    return grad.astype(logits.dtype), grad_labels, None
 
 
 _cross_entropy_vjp.defvjp(_cross_entropy_fwd, _cross_entropy_bwd)
@@ -94,14 +114,16 @@ def cross_entropy(
     ignore_index: int = -100,
     axis: int = -1,
 ) -> jax.Array:
-    """Cross entropy of `logits` against integer class indices, as torch computes it.
+    """Cross entropy of `logits` against class indices or probabilities, as torch computes it.
 
     Args:
         logits: `(..., C)` with classes on `axis` (channels-last `(N, d1, C)`), or `(C,)`.
-        labels: integers, the shape of `logits` without `axis`; entries equal to
-            `ignore_index` add nothing and do not count in the mean.
+        labels: integers, the shape of `logits` without `axis`, entries equal to
+            `ignore_index` adding nothing and not counting in the mean; or class probabilities
+            (soft labels), floating point of the shape of `logits`, which get a cotangent.
         weight: `(C,)` class weights or None; treated as a constant (zero cotangent).
-        reduction: "mean" (divided by the summed weights of the counted labels), "sum" or "none".
+        reduction: "mean" (class indices: divided by the summed weights of the counted labels;
+            probabilities: by the number of samples), "sum" or "none".
         label_smoothing: `eps` in `[0, 1]`; the target becomes `(1 - eps) onehot + eps / C`.
         axis: the class axis of `logits`.
 
@@ -114,11 +136,19 @@ def cross_entropy(
     if not -logits.ndim <= axis < logits.ndim:
         raise ValueError(f"`axis` (={axis}) is out of range for `logits` of shape {logits.shape}")
     axis = axis % logits.ndim
-    want = logits.shape[:axis] + logits.shape[axis + 1 :]
+    if _is_probabilities(labels):
+        want = logits.shape
+        if ignore_index >= 0:
+            raise ValueError(
+                f"`ignore_index` (={ignore_index}) is not supported for class probabilities "
+                f"(`labels` of dtype {labels.dtype}), as in torch; zero those labels' probabilities instead"
+            )
+    elif jnp.issubdtype(labels.dtype, jnp.integer):
+        want = logits.shape[:axis] + logits.shape[axis + 1 :]
+    else:
+        raise ValueError(f"`labels` (dtype {labels.dtype}) must be integer class indices or float class probabilities")
     if labels.shape != want:
         raise ValueError(f"`labels` (shape {labels.shape}) must have shape {want} for `logits` {logits.shape}")
-    if not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise ValueError(f"`labels` (dtype {labels.dtype}) must be integer class indices")
     if weight is not None and weight.shape != (logits.shape[axis],):
         raise ValueError(f"`weight` (shape {weight.shape}) must have shape ({logits.shape[axis]},)")
     if not 0.0 <= label_smoothing <= 1.0:

@@ -30,9 +30,9 @@ if str(ROOT) not in sys.path:  # run as a file: its folder, not the repository, 
     sys.path.insert(0, str(ROOT))
 
 from crosscheck import registry  # noqa: E402  (numpy only: no framework in this process)
-from crosscheck.jobs import count, nvidia_smi, read_report  # noqa: E402
-from crosscheck.runner import worst_ratio  # noqa: E402
-from crosscheck.session import check_dtypes  # noqa: E402
+from crosscheck.jobs import count, nvidia_smi  # noqa: E402
+from crosscheck.options import check_dtypes  # noqa: E402
+from crosscheck.results import read_json, worst_ratio  # noqa: E402
 
 BUDGET = 450
 # A part needs this much at least: each of its processes starts both frameworks first.
@@ -76,7 +76,7 @@ def _verdict(code) -> str:
 def _report(path: Path) -> str:
     """The checks in the report at `path`, those failed and the worst error/allowance per dtype."""
     try:
-        checks = read_report(str(path))["checks"]
+        checks = read_json(str(path))["checks"]
     except (OSError, ValueError, KeyError, TypeError):
         return f"no report in {path.name}"
     failed = [c for c in checks if not c.passed]

@@ -21,12 +21,12 @@ KINDS = {
     "grad": "gradients",
     "grad-autodiff": "gradients",
     "grad-module": "gradients",
-    "grad-contract": "contract",
     "hvp": "Hessian products",
     "hvp-autodiff": "Hessian products",
     "finite-diff": "finite differences",
 }
-COLUMNS = ["values", "gradients", "Hessian products", "finite differences", "contract"]
+# The contract check (grad-contract) reports no ratio: it is one verdict over all gradients.
+COLUMNS = ["values", "gradients", "Hessian products", "finite differences"]
 
 
 def _kind(check: str) -> str | None:

@@ -201,6 +201,6 @@ def test_a_shard_that_dies_is_a_failed_check_and_the_others_are_kept(tmp_path, m
     layers = {c["layer"] for c in report["checks"]}
     assert "relu" in layers and "shard 1/2" in layers
     out = capsys.readouterr().out
-    assert "FAILED shard 1/2: the process exited with status 2" in out and "`--shapes` (=0)" in out
+    assert "FAILED shard 1/2 / - / cpu / setup / - (shard process): the process exited with status 2" in out and "`--shapes` (=0)" in out
     assert "Reproduce: python -m crosscheck --device cpu" in out and "--shard 1/2 --seed 0 --layer relu" in out
     assert "--json" not in out and "--progress-file" not in out  # the parent's plumbing, not the shard's

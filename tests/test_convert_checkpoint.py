@@ -10,8 +10,6 @@ import pytest
 import torch
 from flax import nnx
 
-import crosscheck.adapters.jax_adapter  # noqa: F401  (XLA's compile options, set before the first array)
-
 from crosscheck.convert import ConversionError, load_checkpoint, load_state_dict, nnx_to_torch, save_checkpoint, save_state_dict
 from crosscheck.models import EXAMPLES
 from crosscheck.port import check_port

@@ -9,8 +9,6 @@ import pytest
 import torch
 from flax import nnx
 
-import crosscheck.adapters.jax_adapter  # noqa: F401  (XLA's compile options, set before the first array)
-
 from crosscheck.convert import ConversionError, ConversionWarning, match_modules, nnx_to_torch, torch_to_nnx
 
 

@@ -9,6 +9,7 @@ import pytest
 from crosscheck import adapters, registry
 from crosscheck.registry import LOW_PRECISION
 from crosscheck.adapters.jax_adapter import MANY_TRIALS, JaxAdapter
+from crosscheck.frameworks._jax import JaxSide
 from crosscheck.runner import CaseRun
 
 
@@ -45,7 +46,7 @@ def test_every_jax_stage_comes_from_one_program_with_the_results_it_gives_alone(
     hvps = case.second_order and dtype not in LOW_PRECISION
     assert len(calls) == 1 + 2 * (1 + hvps)
     calls.clear()
-    monkeypatch.setattr(CaseRun, "_fuse", lambda self: {})
+    monkeypatch.setattr(JaxSide, "_fuse", lambda self, plan, inputs: {})
     alone = _results(case, sides, dtype, trials)
     assert len(calls) >= 4
     assert fused == alone and all(r[3] for r in fused)

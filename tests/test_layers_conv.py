@@ -108,12 +108,17 @@ def test_torch_empty_batch_like_builtin(op, x_shape, w_shape, kwargs):
     (lambda: TC.conv2d(torch.randn(1, 3, 5, 5), torch.randn(6, 4, 3, 3)), "`input`"),
     (lambda: TC.conv_transpose2d(torch.randn(1, 4, 5, 5), torch.randn(4, 2, 3, 3), stride=2, output_padding=2),
      "`output_padding`"),
-    (lambda: TC.Conv2d(4, 6, 3, padding_mode="reflect"), "`padding_mode`"),
+    (lambda: TC.Conv2d(4, 6, 3, padding_mode="symmetric"), "`padding_mode` \\(='symmetric'\\)"),
+    (lambda: TC.ConvTranspose2d(4, 6, 3, padding_mode="reflect"), "`padding_mode`.*transposed"),
+    (lambda: TC.Conv2d(4, 6, 3, padding=3, padding_mode="reflect")(torch.randn(1, 4, 5, 3)),
+     "`padding` \\(=\\(\\(3, 3\\), \\(3, 3\\)\\)\\) must be below"),
+    (lambda: TC.Conv1d(4, 6, 3, padding=4, padding_mode="circular")(torch.randn(1, 4, 3)), "`padding`.*at most"),
     (lambda: TC.Conv1d(4, 6, 0), "`kernel_size`"),
     (lambda: JC.conv(jnp.ones((1, 5, 5, 4)), jnp.ones((3, 3, 2, 6)), feature_group_count=3), "`feature_group_count`"),
     (lambda: JC.conv(jnp.ones((1, 5, 5, 4)), jnp.ones((3, 3, 4, 6)), padding="FULL"), "`padding`"),
     (lambda: JC.conv_transpose(jnp.ones((1, 5, 5, 3)), jnp.ones((3, 3, 4, 6))), "`x`"),
 ], ids=["groups", "same-strided", "padding-string", "stride", "channels", "output_padding", "padding_mode",
+        "padding_mode-transposed", "reflect-too-wide", "circular-too-wide",
         "kernel_size", "jax-groups", "jax-padding", "jax-transpose-features"])
 def test_bad_arguments_name_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
@@ -125,9 +130,13 @@ def test_bad_arguments_name_the_argument(call, match):
     ("Conv2d", (4, 6, (3, 2)), dict(stride=2, padding=1, groups=2), (2, 4, 7, 5)),
     ("Conv2d", (3, 2, 3), dict(padding="same", dilation=2, bias=False), (3, 6, 5)),
     ("Conv1d", (4, 6, 4), dict(padding="same"), (2, 4, 7)),
+    ("Conv2d", (4, 6, (3, 2)), dict(stride=2, padding=(2, 1), groups=2, padding_mode="reflect"), (2, 4, 7, 5)),
+    ("Conv2d", (3, 2, (2, 3)), dict(padding="same", dilation=2, padding_mode="replicate"), (3, 6, 5)),
+    ("Conv1d", (4, 6, 3), dict(padding=3, padding_mode="circular", bias=False), (2, 4, 3)),
     ("ConvTranspose2d", (4, 6, (3, 2)), dict(stride=2, padding=1, output_padding=1, groups=2), (2, 4, 3, 4)),
     ("ConvTranspose2d", (2, 3, 3), dict(stride=(1, 2), dilation=2, bias=False), (1, 2, 3, 4)),
-], ids=["conv2d-groups", "conv2d-same-unbatched", "conv1d-same", "conv_transpose2d-groups",
+], ids=["conv2d-groups", "conv2d-same-unbatched", "conv1d-same", "conv2d-reflect", "conv2d-replicate-same-unbatched",
+        "conv1d-circular-whole-input", "conv_transpose2d-groups",
         "conv_transpose2d-dilation"])
 def test_torch_module_is_a_drop_in(cls, args, kwargs, x_shape):
     torch.manual_seed(0)
@@ -246,10 +255,14 @@ def _nnx_loss(model, x):
     ("Conv", (3, 2, (3, 3)), dict(padding="SAME", kernel_dilation=2, use_bias=False), (6, 5, 3)),
     ("Conv", (4, 6, 4), dict(padding="CAUSAL", input_dilation=1), (2, 1, 7, 4)),
     ("Conv", (2, 3, (2, 3)), dict(padding="CIRCULAR", strides=(1, 2)), (2, 5, 6, 2)),
+    # Wider than the input: the reflection and the wrap repeat (as jnp.pad's do).
+    ("Conv", (2, 3, (5, 6)), dict(padding="REFLECT", kernel_dilation=(1, 2)), (2, 3, 4, 2)),
+    ("Conv", (2, 3, 7), dict(padding="CIRCULAR"), (2, 2, 2)),
     ("ConvTranspose", (4, 6, (3, 2)), dict(strides=2, padding="SAME"), (2, 3, 4, 4)),
     ("ConvTranspose", (2, 3, (3, 2)), dict(strides=(1, 2), padding=((1, 2), (0, 1)), kernel_dilation=2,
                                       transpose_kernel=True, use_bias=False), (3, 4, 2)),
-], ids=["conv-groups", "conv-same-unbatched", "conv1d-causal-2batch", "conv-circular", "conv_transpose-same",
+], ids=["conv-groups", "conv-same-unbatched", "conv1d-causal-2batch", "conv-circular", "conv-reflect-wide",
+        "conv1d-circular-wide", "conv_transpose-same",
         "conv_transpose-transpose_kernel"])
 def test_nnx_module_is_a_drop_in(cls, args, kwargs, x_shape):
     builtin = getattr(nnx, cls)(*args, **kwargs, param_dtype=jnp.float64, rngs=nnx.Rngs(3))

@@ -96,6 +96,37 @@ def test_cross_entropy_matches_torch_builtin_on_both_sides(shape, reduction, wei
     np.testing.assert_allclose(g, _channels_last(xb.grad.numpy()), rtol=1e-11, atol=1e-12)
 
 
+@pytest.mark.parametrize("shape", [(4, 3), (5,), (2, 3, 4)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_class_probabilities_match_builtin_with_target_gradient(shape, reduction):
+    """Soft labels: values and the gradients of both logits and probabilities, on both sides,
+    against torch's built-in; gradcheck and check_grads to second order."""
+    rng = np_rng(5)
+    x, t, w = rng.standard_normal(shape), rng.uniform(0, 1, shape), rng.uniform(0.5, 2.0, shape[min(1, len(shape) - 1)])
+    opts = {"reduction": reduction, "label_smoothing": 0.25}
+    ct = rng.standard_normal(() if reduction != "none" else shape[:1] + shape[2:] if len(shape) > 1 else ())
+    ours, builtin = [t64(x), t64(t)], [t64(x), t64(t)]
+    a = TL.cross_entropy(*ours, torch.from_numpy(w), **opts)
+    b = F.cross_entropy(*builtin, torch.from_numpy(w), **opts)
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    (a * torch.from_numpy(ct)).sum().backward()
+    (b * torch.from_numpy(ct)).sum().backward()
+    for p, q in zip(ours, builtin):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-12, atol=1e-12)
+    f = lambda u, v: TL.cross_entropy(u, v, torch.from_numpy(w), **opts)  # noqa: E731
+    assert torch.autograd.gradgradcheck(f, (t64(x), t64(t)))
+
+    def g(u, v):
+        return JL.cross_entropy(u, v, weight=jnp.asarray(w), **opts)
+
+    gx, gt = jax.grad(lambda u, v: jnp.sum(g(u, v) * ct), argnums=(0, 1))(
+        jnp.asarray(_channels_last(x)), jnp.asarray(_channels_last(t))
+    )
+    np.testing.assert_allclose(gx, _channels_last(builtin[0].grad.numpy()), rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(gt, _channels_last(builtin[1].grad.numpy()), rtol=1e-11, atol=1e-12)
+    check_grads(g, (jnp.asarray(_channels_last(x)), jnp.asarray(_channels_last(t))), order=2, modes=["rev"])
+
+
 def test_cross_entropy_mean_divides_by_the_weights_of_counted_targets():
     x = torch.zeros(3, 2, dtype=torch.float64)
     t = torch.tensor([0, 1, -100])
@@ -233,8 +264,10 @@ def test_bad_arguments_name_the_argument():
     ]:
         with pytest.raises(ValueError, match=name):
             TL.cross_entropy(x, t, **kwargs)
-    with pytest.raises(ValueError, match="`target`.*class probabilities"):
-        TL.cross_entropy(x, torch.softmax(torch.randn(3, 4), 1))
+    with pytest.raises(ValueError, match="`ignore_index` \\(=0\\).*class probabilities"):
+        TL.cross_entropy(x, torch.softmax(torch.randn(3, 4), 1), ignore_index=0)
+    with pytest.raises(ValueError, match="`target` \\(shape \\(3, 3\\)\\)"):
+        TL.cross_entropy(x, torch.rand(3, 3))
     with pytest.raises(ValueError, match="`target`"):
         TL.cross_entropy(x, torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="`reduction`"):
@@ -248,8 +281,12 @@ def test_bad_arguments_name_the_argument():
         JL.cross_entropy(xj, tj, reduction="avg")
     with pytest.raises(ValueError, match="`labels`"):
         JL.cross_entropy(xj, jnp.array([0, 1]))
-    with pytest.raises(ValueError, match="`labels`"):
+    with pytest.raises(ValueError, match="`labels` \\(shape \\(3,\\)\\) must have shape \\(3, 4\\)"):
         JL.cross_entropy(xj, jnp.zeros(3))
+    with pytest.raises(ValueError, match="`labels` \\(dtype bool\\)"):
+        JL.cross_entropy(xj, jnp.zeros(3, bool))
+    with pytest.raises(ValueError, match="`ignore_index` \\(=1\\)"):
+        JL.cross_entropy(xj, jnp.ones((3, 4)), ignore_index=1)
     with pytest.raises(ValueError, match="`axis`"):
         JL.cross_entropy(xj, tj, axis=2)
     with pytest.raises(ValueError, match="`weight`"):

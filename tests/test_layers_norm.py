@@ -462,3 +462,24 @@ def test_batch_norm_map_covers_running_stats_and_affine():
 # -- the planted bugs ----------------------------------------------------------------------
 
 MUTANTS = [m for m in all_mutants() if m.case in {c.name for c in select(["norm"])}]
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(0,), (0, 3), (2, 0, 3)])
+def test_batch_norm_takes_an_empty_input_of_any_rank_like_builtin(shape, training):
+    """torch's batch_norm takes an empty input, 1-d included (one of its OpInfo samples), and
+    a non-empty 1-d one is refused by both."""
+    c = shape[1] if len(shape) > 1 else 0
+    stats = [torch.zeros(c, dtype=torch.float64), torch.ones(c, dtype=torch.float64)]
+    x1 = torch.zeros(shape, dtype=torch.float64, requires_grad=True)
+    x2 = torch.zeros(shape, dtype=torch.float64, requires_grad=True)
+    ours = TN.batch_norm(x1, *[s.clone() for s in stats], training=training)
+    builtin = F.batch_norm(x2, *[s.clone() for s in stats], training=training)
+    assert ours.shape == builtin.shape == shape and ours.dtype == builtin.dtype
+    ours.sum().backward()
+    builtin.sum().backward()
+    assert x1.grad.shape == x2.grad.shape == shape
+    with pytest.raises(ValueError, match=r"`input` \(shape \(5,\)\) must have at least 2 dims"):
+        TN.batch_norm(torch.randn(5), None, None, training=True)
+    with pytest.raises(IndexError):
+        F.batch_norm(torch.randn(5), None, None, training=True)

@@ -9,7 +9,8 @@ import pytest
 from crosscheck import registry
 from crosscheck.cli import main
 from crosscheck.mutants import all_mutants
-from crosscheck.session import UsageError, run
+from crosscheck.options import UsageError
+from crosscheck.session import run
 
 FAST = ["--dtype", "float64", "--trials", "2", "--device", "cpu"]
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from crosscheck import adapters, registry
-from crosscheck.runner import CaseRun
+from crosscheck.inputs import Inputs
 
 CASES = [pytest.param(c, id=c.name) for c in registry.all_cases() if c.transforms]
 TRIALS = 2
@@ -29,10 +29,8 @@ def sides():
     return adapters.get("torch"), adapters.get("jax")
 
 
-def _run(case, sides):
-    run = CaseRun(case, "float64", "cpu", TRIALS, 0, *sides)
-    run.draw()
-    return run
+def _inputs(case, sides):
+    return Inputs.draw(case, "float64", [0], TRIALS, sides[0])
 
 
 def _as_tuple(out):
@@ -44,8 +42,8 @@ def test_jax_jit_vmap_and_grad_in_jit(case, sides):
     import jax
     import jax.numpy as jnp
 
-    run = _run(case, sides)
-    args, cts = run._args("jax"), run._cts("jax")
+    view = _inputs(case, sides).for_jax(sides[1])
+    args, cts = view.args, view.cts
     diff = [i for i, t in enumerate(case.tensors) if t.differentiable]
 
     def loss(p, others, ct):
@@ -70,8 +68,8 @@ def test_jax_jit_vmap_and_grad_in_jit(case, sides):
 
 @pytest.mark.parametrize("case", CASES)
 def test_torch_func_transforms_match_plain_autograd(case, sides):
-    run = _run(case, sides)
-    args, cts = run._args("torch"), run._cts("torch")
+    view = _inputs(case, sides).for_torch(sides[0])
+    args, cts = view.args, view.cts
     diff = [i for i, t in enumerate(case.tensors) if t.differentiable]
 
     def call(p, others):
@@ -99,8 +97,8 @@ def test_torch_func_transforms_match_plain_autograd(case, sides):
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.values[0].torch_module is not None])
 def test_torch_compile_of_the_module_matches_eager(case, sides):
-    run = _run(case, sides)
-    args, cts = run._args("torch"), run._cts("torch")
+    view = _inputs(case, sides).for_torch(sides[0])
+    args, cts = view.args, view.cts
     n_in = len(case.inputs)
     state = {t.name: a[0] for t, a in zip(case.params, args[n_in:])}
     results = []

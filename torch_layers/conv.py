@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._pad import MODES, pad
+
 _CONV = {1: F.conv1d, 2: F.conv2d}
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d}
 
@@ -285,8 +287,10 @@ class _ConvNd(nn.Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, output_padding,
                  groups, bias, padding_mode, device, dtype):
         super().__init__()
-        if padding_mode != "zeros":
-            raise ValueError(f"`padding_mode` (={padding_mode!r}) must be 'zeros'; other modes are not implemented")
+        if padding_mode != "zeros" and (self.transposed or padding_mode not in MODES):
+            allowed = "'zeros' for a transposed convolution" if self.transposed else (
+                "'zeros' or one of " + ", ".join(map(repr, MODES)))
+            raise ValueError(f"`padding_mode` (={padding_mode!r}) must be {allowed}")
         n = self.n
         self.kernel_size = _positive(kernel_size, n, "kernel_size")
         self.stride, self.dilation = _positive(stride, n, "stride"), _positive(dilation, n, "dilation")
@@ -315,6 +319,13 @@ class _ConvNd(nn.Module):
             bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
             nn.init.uniform_(self.bias, -bound, bound)
 
+    def _forward(self, function, input: torch.Tensor) -> torch.Tensor:
+        """`function` (conv1d, conv2d) of `input`, padded first by `padding_mode` as torch.nn does."""
+        if self.padding_mode == "zeros":
+            return function(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        padded = pad(input, _pads(self.padding, self.kernel_size, self.stride, self.dilation), self.padding_mode)
+        return function(padded, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
         if self.padding != (0,) * self.n:
@@ -325,7 +336,8 @@ class _ConvNd(nn.Module):
             s += f", output_padding={self.output_padding}"
         if self.groups != 1:
             s += f", groups={self.groups}"
-        return s + ("" if self.bias is not None else ", bias=False")
+        s += "" if self.bias is not None else ", bias=False"
+        return s + ("" if self.padding_mode == "zeros" else f", padding_mode={self.padding_mode}")
 
 
 class Conv1d(_ConvNd):
@@ -339,7 +351,7 @@ class Conv1d(_ConvNd):
                          padding_mode, device, dtype)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return conv1d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return self._forward(conv1d, input)
 
 
 class Conv2d(_ConvNd):
@@ -353,7 +365,7 @@ class Conv2d(_ConvNd):
                          padding_mode, device, dtype)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return self._forward(conv2d, input)
 
 
 class ConvTranspose2d(_ConvNd):

@@ -22,30 +22,41 @@ def _class_dim(input: torch.Tensor) -> int:
     return 0 if input.dim() == 1 else 1
 
 
-def _soft_targets(input, target, weight, label_smoothing, ignore_index, dtype):
-    """`q` with `loss = -sum_c q_c log p_c` per sample, and each sample's share `w[y] m` of a mean.
+def _weight_view(input, weight, dtype):
+    """The class weights shaped to broadcast along the class dim (ones when None)."""
+    view = [1] * input.dim()
+    view[_class_dim(input)] = input.shape[_class_dim(input)]
+    return torch.ones(view, dtype=dtype, device=input.device) if weight is None else weight.to(dtype).view(view)
 
-    `q = m w ((1 - eps) onehot(y) + eps / C)`, with `m` zero where `y == ignore_index`; torch's
-    mean divides by the sum of `w[y] m`, for the smoothing term too.
+
+def _soft_targets(input, target, weight, label_smoothing, ignore_index, dtype):
+    """`q` with `loss = -sum_c q_c log p_c` per sample, and each sample's share of a mean.
+
+    Class indices `y`: `q = m w ((1 - eps) onehot(y) + eps / C)`, with `m` zero where
+    `y == ignore_index`, and the share `w[y] m` (torch's mean divides by the sum of `w[y] m`,
+    for the smoothing term too). Class probabilities `t`: `q = w ((1 - eps) t + eps / C)` and a
+    share of 1 per sample (the mean divides by the number of samples, whatever the weights).
     """
     dim, n_classes = _class_dim(input), input.shape[_class_dim(input)]
-    view = [1] * input.dim()
-    view[dim] = n_classes
+    w = _weight_view(input, weight, dtype)
+    if target.is_floating_point():
+        q = w * ((1 - label_smoothing) * target.to(dtype) + label_smoothing / n_classes)
+        return q, torch.ones_like(q.select(dim, 0))
     y = target.unsqueeze(dim)
-    onehot = (y == torch.arange(n_classes, device=input.device).view(view)).to(dtype)
+    onehot = (y == torch.arange(n_classes, device=input.device).view(w.shape)).to(dtype)
     kept = (y != ignore_index).to(dtype)
-    w = torch.ones(view, dtype=dtype, device=input.device) if weight is None else weight.to(dtype).view(view)
     q = kept * w * ((1 - label_smoothing) * onehot + label_smoothing / n_classes)
     share = (kept * w * onehot).sum(dim)
     return q, share
 
 
 class CrossEntropyFunction(torch.autograd.Function):
-    """Cross entropy of logits `input (N, C, ...)` or `(C,)` against class indices.
+    """Cross entropy of logits `input (N, C, ...)` or `(C,)` against class indices or probabilities.
 
     With `p = softmax(input)` and `q` the (weighted, smoothed, masked) target, the loss per
-    sample is `-sum_c q_c log p_c` and its gradient `p sum_c q_c - q`. `weight` is a constant:
-    it gets no gradient.
+    sample is `-sum_c q_c log p_c`, its gradient `p sum_c q_c - q`, and for probabilities `t`
+    (`q = w ((1 - eps) t + eps / C)`) the target's gradient `-(1 - eps) w log p`. `weight` is a
+    constant: it gets no gradient.
     """
 
     generate_vmap_rule = True
@@ -72,20 +83,24 @@ class CrossEntropyFunction(torch.autograd.Function):
     def backward(ctx, grad_output):
         input, target, weight = ctx.saved_tensors
         reduction, label_smoothing, ignore_index = ctx.options
-        # True only when the class `weight` alone requires grad (tests/test_layers_loss.py).
-        if not ctx.needs_input_grad[0]:
-            return None, None, None, None, None, None
         dtype, dim = _compute_dtype(input.dtype), _class_dim(input)
-        # Recomputed from `input`, not saved from forward, so that double backward sees it.
-        p = torch.softmax(input.to(dtype), dim)
         q, share = _soft_targets(input, target, weight, label_smoothing, ignore_index, dtype)
         g = grad_output.to(dtype)
         if reduction == "mean":
             g = g / share.sum()
         elif reduction == "none":
             g = g.unsqueeze(dim)
-        grad_input = g * (p * q.sum(dim, keepdim=True) - q)
-        return grad_input.to(input.dtype), None, None, None, None, None
+        grad_input = grad_target = None
+        # Both are recomputed from `input`, not saved from forward, so that double backward sees
+        # them. Neither runs when the class `weight` alone requires grad (tests/test_layers_loss.py).
+        if ctx.needs_input_grad[0]:
+            p = torch.softmax(input.to(dtype), dim)
+            grad_input = (g * (p * q.sum(dim, keepdim=True) - q)).to(input.dtype)
+        if ctx.needs_input_grad[1]:
+            log_p = torch.log_softmax(input.to(dtype), dim)
+            dq = (1 - label_smoothing) * _weight_view(input, weight, dtype)
+            grad_target = (-g * dq * log_p).to(target.dtype)
+        return grad_input, grad_target, None, None, None, None
 
 
 def _check_reduction(reduction, size_average, reduce) -> None:
@@ -98,14 +113,18 @@ def _check_reduction(reduction, size_average, reduce) -> None:
         raise ValueError(f"`reduction` (={reduction!r}) must be one of {', '.join(map(repr, REDUCTIONS))}")
 
 
-def _check_cross_entropy(input, target, weight, label_smoothing) -> None:
-    if target.is_floating_point():
-        raise ValueError(
-            f"`target` of dtype {target.dtype} (class probabilities) is not supported; pass class indices"
-        )
+def _check_cross_entropy(input, target, weight, label_smoothing, ignore_index) -> None:
     if input.dim() == 0:
         raise ValueError(f"`input` (shape {tuple(input.shape)}) must have a class dimension")
-    want = () if input.dim() == 1 else (input.shape[0], *input.shape[2:])
+    if target.is_floating_point() and ignore_index >= 0:
+        raise ValueError(
+            f"`ignore_index` (={ignore_index}) is not supported for class probabilities "
+            f"(`target` of dtype {target.dtype}), as in torch; zero those targets' probabilities instead"
+        )
+    if target.is_floating_point():
+        want = tuple(input.shape)
+    else:
+        want = () if input.dim() == 1 else (input.shape[0], *input.shape[2:])
     if tuple(target.shape) != tuple(want):
         raise ValueError(
             f"`target` (shape {tuple(target.shape)}) must have shape {tuple(want)} for `input` {tuple(input.shape)}"
@@ -127,21 +146,23 @@ def cross_entropy(
     reduction: str = "mean",
     label_smoothing: float = 0.0,
 ) -> torch.Tensor:
-    """Drop-in for `torch.nn.functional.cross_entropy` with class-index targets.
+    """Drop-in for `torch.nn.functional.cross_entropy`.
 
     Args:
         input: logits `(N, C)`, `(N, C, d1, ...)` or unbatched `(C,)`.
-        target: integer class indices `(N,)`, `(N, d1, ...)` or `()`; entries equal to
-            `ignore_index` add nothing and do not count in the mean.
+        target: integer class indices `(N,)`, `(N, d1, ...)` or `()`, entries equal to
+            `ignore_index` adding nothing and not counting in the mean; or class probabilities
+            (soft labels), floating point of the shape of `input`, which get a gradient.
         weight: `(C,)` class weights or None; treated as a constant (no gradient).
-        reduction: "mean" (divided by the summed weights of the counted targets), "sum" or "none".
+        reduction: "mean" (class indices: divided by the summed weights of the counted targets;
+            probabilities: by the number of samples), "sum" or "none".
         label_smoothing: `eps` in `[0, 1]`; the target becomes `(1 - eps) onehot + eps / C`.
 
     Returns:
         `()` for "mean"/"sum", the shape of `target` for "none".
     """
     _check_reduction(reduction, size_average, reduce)
-    _check_cross_entropy(input, target, weight, label_smoothing)
+    _check_cross_entropy(input, target, weight, label_smoothing, ignore_index)
     return CrossEntropyFunction.apply(input, target, weight, reduction, float(label_smoothing), int(ignore_index))
 
 

@@ -360,15 +360,22 @@ def batch_norm(
     given) are updated in place, outside autograd; in eval the running statistics normalize.
 
     Args:
-        input: `(N, C, *)`.
+        input: `(N, C, *)`, or empty of any rank (as `(0, 0)`: an empty result).
         running_mean, running_var: `(C,)` or None (None only in training).
         weight, bias: `(C,)` or None.
 
     Returns:
         `input`'s shape and dtype.
     """
+    if input.dim() < 2 and input.numel() == 0:
+        # The built-in takes an empty input of any rank (one of its OpInfo samples is 1-d) with
+        # empty statistics: as a batch of no channels, an empty result and an empty gradient.
+        out = batch_norm(input.reshape(0, 0), running_mean, running_var, weight, bias, training, momentum, eps)
+        return out.reshape(input.shape)
     if input.dim() < 2:
-        raise ValueError(f"`input` (shape {tuple(input.shape)}) must have at least 2 dims (N, C, *)")
+        raise ValueError(
+            f"`input` (shape {tuple(input.shape)}) must have at least 2 dims (N, C, *), or be empty, as the built-in asks"
+        )
     if training and input.numel() and input.numel() // input.shape[1] == 1:
         raise ValueError(f"Expected more than 1 value per channel when training, got `input` of shape {tuple(input.shape)}")
     if eps < 0 or (training and eps == 0):

@@ -9,8 +9,9 @@ def get(name: str):
 
         return TorchAdapter()
     if name == "jax":
-        from .jax_adapter import JaxAdapter
+        from .jax_adapter import JaxAdapter, configure
 
+        configure()  # before the adapter's first array
         return JaxAdapter()
     raise ValueError(f"Unknown framework: {name!r}")
 

@@ -1,8 +1,9 @@
 """The JAX side: numpy in, numpy out; all trials of a program in one `jit(vmap(...))` call.
 
-Importing this module turns on `jax_enable_x64`: float64 checks need it, and it must be set
-before any JAX array exists. It leaves `XLA_FLAGS` alone: its compile options travel with each
-program (`_jit`).
+Importing this module changes no global configuration. `configure()`, called when the
+adapter is taken for a run (`adapters.get("jax")`), turns on `jax_enable_x64` (float64 checks
+need it, and it must be set before any JAX array exists) and the persistent compilation cache.
+It leaves `XLA_FLAGS` alone: its compile options travel with each program (`_jit`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,16 @@ import os
 
 import jax
 
-jax.config.update("jax_enable_x64", True)
-
 
 def _cache_folder() -> str:
     return os.environ.get("CROSSCHECK_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "crosscheck", "jax"))
+
+
+def configure() -> None:
+    """JAX as a crosscheck run needs it: float64 on, and the persistent compilation cache
+    (`_persistent_cache`). Call it before any JAX array exists; calling it again changes nothing."""
+    jax.config.update("jax_enable_x64", True)
+    _persistent_cache()
 
 
 def _persistent_cache() -> None:
@@ -34,8 +40,6 @@ def _persistent_cache() -> None:
 
     guard_jax_cache(folder)  # an entry it cannot read is a miss, replaced (see unreadable)
 
-
-_persistent_cache()
 
 import functools  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -73,8 +77,8 @@ def _jit(f, many: bool):
 
 
 # XLA:CPU emits its fusions through MLIR ("fusion emitters") unless told not to; the older
-# emitters compile faster. Off, a cold run of five cases in four dtypes took 32.0 s instead of
-# 44.6 s (warm runs and every check unchanged). Not where the user set it in `XLA_FLAGS`.
+# emitters compile faster, with warm runs and every check unchanged (docs/bench.md, "XLA:CPU's
+# fusion emitters off"). Not where the user set it in `XLA_FLAGS`.
 _FUSION_EMITTERS = "xla_cpu_use_fusion_emitters"
 
 
@@ -188,6 +192,12 @@ def _trial_sharding(devices: tuple, whole: bool = False):
 # 6,000 programs: 192 float64/float32 case runs left 28,000 mappings. So once the mappings
 # pass MAP_BUDGET, every program is dropped; the persistent cache reloads any still needed.
 MAP_BUDGET = 20000
+# Counting the mappings costs time in proportion to them (the kernel writes out every one), and
+# a case run adds a few hundred: counted every COUNT_EVERY case runs, the count stays far below
+# the kernel's limit between counts. Where /proc cannot count, every BLIND_EVERY case runs
+# release all the same. (docs/bench.md, "Measurements moved here from code comments".)
+COUNT_EVERY = 8
+BLIND_EVERY = 64
 
 
 def _mapped_regions() -> int | None:
@@ -259,17 +269,14 @@ class JaxAdapter:
         jax.clear_caches()
 
     def relieve(self) -> bool:
-        """`release` once the mappings pass MAP_BUDGET, counted every 8th case run (every 64
-        case runs where the count is unknown); called after each case run. Returns whether it
-        released."""
+        """`release` once the mappings pass MAP_BUDGET, counted every COUNT_EVERY case runs
+        (every BLIND_EVERY where the count is unknown); called after each case run. Returns
+        whether it released."""
         self.case_runs += 1
-        # Counting costs 28 ms at 20,000 mappings (the kernel writes out every one), and a case
-        # run adds 150 to 300 (28,000 after 192 runs): counting every 8th run stays far below
-        # the kernel's 65,530.
-        if self.mapped is not None and self.case_runs % 8 != 1:
+        if self.mapped is not None and self.case_runs % COUNT_EVERY != 1:
             return False
         self.mapped = _mapped_regions()
-        crowded = self.mapped > MAP_BUDGET if self.mapped is not None else self.case_runs % 64 == 0
+        crowded = self.mapped > MAP_BUDGET if self.mapped is not None else self.case_runs % BLIND_EVERY == 0
         if crowded:
             self.release()
             self.mapped = self.mapped and 0
@@ -332,8 +339,7 @@ class JaxAdapter:
     def run_on_host(self, request: "Request"):
         """`request` run on the CPU backend whatever the run's device: for the rounding model,
         float64 work that needs no accelerator, whose programs compile far faster for the CPU
-        (on a GPU, a whole cold run with them compiled for the card took more than 285 s
-        against 176 s without them; see docs/gpu.md). On a GPU run it skips the program cache,
+        (docs/gpu.md measures a whole cold run both ways). On a GPU run it skips the program cache,
         which keys programs by the run's device; JAX's compilation cache still keeps them."""
         if self.device.platform == "cpu":
             return self.run(request)

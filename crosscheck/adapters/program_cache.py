@@ -66,8 +66,8 @@ def _named(module: str, qualname: str):
 class _Pickler(pickle.Pickler):
     """Pickles a callable that its module holds under its own name (`jnp.tanh`, `jax.nn.relu`:
     jitted or custom_jvp objects, which pickle refuses) as that name, as pickle does for a plain
-    function. A module built with such a function as its activation is then kept between runs;
-    rebuilding it took 100 ms per run (32 of 384 case runs in a full run)."""
+    function. A module built with such a function as its activation is then kept between runs
+    instead of rebuilt in each (docs/bench.md, "Measurements moved here from code comments")."""
 
     def reducer_override(self, obj):
         if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)) or not callable(obj):
@@ -111,8 +111,8 @@ class ProgramCache:
         self.environment = _environment()
         self.memory: dict = {}
         # Loading an executable releases the GIL, so the one that ran after this one last time
-        # is loaded on a thread of its own while this process goes on (`_follow`): in a warm
-        # run of every case, loading took 11 s of 41 s, one case run's program at a time.
+        # is loaded on a thread of its own while this process goes on (`_follow`): one case run's
+        # program at a time, loading took a large share of a warm run (docs/bench.md).
         self.loader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="program-loader")
         self.pending: dict = {}  # path -> Future of `_load(path)`
         self.previous: str | None = None  # the program run last

@@ -1,5 +1,8 @@
 """Cases for convolutions: torch NC(H)W with OI(H)W weights <-> Flax N(H)WC with (H)WIO kernels.
 
+Padding modes (reflect, replicate, circular) pad the input first, as torch.nn.Conv2d does,
+through each side's `_pad` with its own backward, then convolve without padding.
+
 A transposed convolution's weight `(in, out, kH, kW)` also flips in space on its way to Flax,
 and torch's `padding`/`output_padding` become explicit Flax pairs (see `convert/conv.py`).
 """
@@ -18,20 +21,9 @@ from ..convert.conv import (
     conv_transpose2d as conv_transpose2d_map,
     conv_transpose_padding,
 )
-from ..layout import permute
+from ..layout import channels_last
 from ..registry import Case, Tensor, register
 
-# Per case, the static arguments after `(input, weight, bias)` of the torch functional and of
-# the JAX function; mutants rebuild the same calls from them.
-CONFIGS: dict[str, dict[str, tuple]] = {}
-
-# Channels first -> channels last, with and without the batch axis.
-CHANNELS_LAST = {
-    (1, True): permute(0, 2, 1),
-    (2, True): permute(0, 2, 3, 1),
-    (1, False): permute(1, 0),
-    (2, False): permute(1, 2, 0),
-}
 
 
 def _ints(v, n):
@@ -49,7 +41,6 @@ def _conv_case(name, x_shape, w_shape, *, bias=True, stride=1, padding=0, dilati
     jax_padding = _jax_padding(padding, n)
     op = {1: "conv1d", 2: "conv2d"}[n]
     torch_args, jax_args = (stride, padding, dilation, groups), (strides, jax_padding, 1, dilations, groups)
-    CONFIGS.setdefault(name, {"torch": torch_args, "jax": jax_args})  # the declared case's, not a bucket's
 
     def torch_fn(x, weight, bias=None):
         from torch_layers import conv
@@ -97,7 +88,7 @@ def _conv_case(name, x_shape, w_shape, *, bias=True, stride=1, padding=0, dilati
         return Conv(c_in, c_out, kernel, strides, padding=jax_padding, kernel_dilation=dilations,
                     feature_group_count=groups, use_bias=bias, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0))
 
-    layout = CHANNELS_LAST[n, len(x_shape) == n + 2]
+    layout = channels_last(n, len(x_shape) == n + 2)
     weight = Tensor("weight", w_shape, layout={1: CONV1D_WEIGHT, 2: CONV2D_WEIGHT}[n], jax_name="kernel")
     params = (weight, Tensor("bias", (c_out,), jax_name="bias")) if bias else (weight,)
     return Case(
@@ -113,6 +104,7 @@ def _conv_case(name, x_shape, w_shape, *, bias=True, stride=1, padding=0, dilati
         jax_module=jax_module,
         out_layouts=(layout,),
         param_map={1: conv1d_map, 2: conv2d_map}[n](None),
+        config=(("torch", torch_args), ("jax", jax_args)),
         description=f"x {x_shape}, w {w_shape}, stride={stride}, padding={padding!r}, dilation={dilation}, "
         f"groups={groups}, bias={bias}",
     )
@@ -123,7 +115,6 @@ def _conv_transpose_case(name, x_shape, w_shape, *, bias=True, stride=1, padding
     strides, dilations = _ints(stride, 2), _ints(dilation, 2)
     pads = conv_transpose_padding(kernel, _ints(padding, 2), _ints(output_padding, 2), dilations)
     torch_args, jax_args = (stride, padding, output_padding, 1, dilation), (strides, pads, dilations)
-    CONFIGS.setdefault(name, {"torch": torch_args, "jax": jax_args})  # the declared case's, not a bucket's
 
     def torch_fn(x, weight, bias=None):
         from torch_layers.conv import conv_transpose2d
@@ -163,7 +154,7 @@ def _conv_transpose_case(name, x_shape, w_shape, *, bias=True, stride=1, padding
         return ConvTranspose(c_in, c_out, kernel, strides, padding=pads, kernel_dilation=dilations, use_bias=bias,
                              dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0))
 
-    layout = CHANNELS_LAST[2, len(x_shape) == 4]
+    layout = channels_last(2, len(x_shape) == 4)
     weight = Tensor("weight", w_shape, layout=CONV_TRANSPOSE2D_WEIGHT, jax_name="kernel")
     params = (weight, Tensor("bias", (c_out,), jax_name="bias")) if bias else (weight,)
     return Case(
@@ -179,9 +170,122 @@ def _conv_transpose_case(name, x_shape, w_shape, *, bias=True, stride=1, padding
         jax_module=jax_module,
         out_layouts=(layout,),
         param_map=conv_transpose2d_map(None),
+        config=(("torch", torch_args), ("jax", jax_args)),
         description=f"x {x_shape}, w {w_shape}, stride={stride}, padding={padding}, "
         f"output_padding={output_padding}, dilation={dilation}, bias={bias} (Flax padding {pads})",
     )
+
+
+# torch's padding_mode -> jnp.pad's mode, and Flax's padding string where nnx.Conv has one.
+JNP_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+FLAX_MODES = {"reflect": "REFLECT", "circular": "CIRCULAR"}
+
+
+def _padding_mode_case(name, x_shape, w_shape, *, mode, padding, stride=1, dilation=1, groups=1, bias=True):
+    """`torch.nn.Conv2d(..., padding_mode=mode)` (or Conv1d): the input padded by `mode`, then a
+    convolution without padding. The NNX module is `nnx.Conv(padding="REFLECT")` (or
+    "CIRCULAR") where Flax pads the same, `(dk - 1) // 2` low and `dk // 2` high."""
+    n = len(w_shape) - 2
+    pairs = tuple((p, p) for p in _ints(padding, n))
+    strides, dilations = _ints(stride, n), _ints(dilation, n)
+    case = _conv_case(name, x_shape, w_shape, bias=bias, stride=stride, padding=0, dilation=dilation, groups=groups)
+    # Channels last: the batch axis (if any), the spatial ones, the channels.
+    jax_pads = ((0, 0),) * (len(x_shape) - n - 1) + pairs + ((0, 0),)
+    # The convolution's arguments are `_conv_case`'s (no padding); the declared case's pads join them.
+    CONFIGS[name].setdefault("pad", {"torch": pairs, "jax": jax_pads, "mode": mode})
+    op = {1: "conv1d", 2: "conv2d"}[n]
+
+    def torch_fn(x, weight, bias=None):
+        from torch_layers import conv
+        from torch_layers._pad import pad
+
+        return getattr(conv, op)(pad(x, pairs, mode), weight, bias, stride, 0, dilation, groups)
+
+    def torch_ref(x, weight, bias=None):
+        import torch.nn.functional as F
+
+        flat = [p for pair in reversed(pairs) for p in pair]
+        return getattr(F, op)(F.pad(x, flat, mode=mode), weight, bias, stride, 0, dilation, groups)
+
+    def jax_fn(x, kernel, bias=None):
+        from jax_layers._pad import pad
+        from jax_layers.conv import conv
+
+        return conv(pad(x, jax_pads, mode), kernel, bias, strides, ((0, 0),) * n, 1, dilations, groups)
+
+    def jax_ref(x, kernel, bias=None):
+        import jax.numpy as jnp
+
+        return case.jax_ref(jnp.pad(x, jax_pads, mode=JNP_MODES[mode]), kernel, bias)
+
+    def torch_module(dtype, device):
+        from torch_layers import conv
+
+        cls = {1: conv.Conv1d, 2: conv.Conv2d}[n]
+        return cls(x_shape[-n - 1], w_shape[0], w_shape[2:], stride, padding, dilation, groups, bias,
+                   padding_mode=mode, dtype=dtype, device=device)
+
+    def jax_module(dtype):
+        from flax import nnx
+
+        from jax_layers.conv import Conv
+
+        return Conv(x_shape[-n - 1], w_shape[0], w_shape[2:], strides, padding=FLAX_MODES[mode],
+                    kernel_dilation=dilations, feature_group_count=groups, use_bias=bias, dtype=dtype,
+                    param_dtype=dtype, rngs=nnx.Rngs(0))
+
+    dk = [d * (k - 1) + 1 for d, k in zip(dilations, w_shape[2:])]
+    flax_pads = tuple(((k - 1) // 2, k // 2) for k in dk)
+    return case.replace(
+        torch_fn=torch_fn, torch_ref=torch_ref, jax_fn=jax_fn, jax_ref=jax_ref, torch_module=torch_module,
+        jax_module=jax_module if mode in FLAX_MODES and flax_pads == pairs else None,
+        description=f"{case.description.replace('padding=0', f'padding={padding!r}')}, padding_mode={mode!r}",
+    )
+
+
+def user_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                              dimension_numbers=None, feature_group_count=1, precision=None,
+                              preferred_element_type=None):
+    """A user's `conv_general_dilated` as flax.nnx.Conv takes one (a wrapper, as for counting or
+    quantizing)."""
+    from jax import lax
+
+    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                    dimension_numbers, feature_group_count=feature_group_count,
+                                    precision=precision, preferred_element_type=preferred_element_type)
+
+
+def _nnx_options_case(name, x_shape, w_shape, **options):
+    """`_conv_case` whose JAX function and module take flax.nnx.Conv's own arguments: a
+    precision and a user's conv_general_dilated (which the gradients' convolutions must run
+    through too), promote_dtype and parameter metadata."""
+    case = _conv_case(name, x_shape, w_shape, **options)
+    n, groups = len(w_shape) - 2, options.get("groups", 1)
+    strides, dilations = _ints(options.get("stride", 1), n), _ints(options.get("dilation", 1), n)
+    padding = _jax_padding(options.get("padding", 0), n)
+
+    def flax_options():
+        from jax import lax
+
+        return {"precision": lax.Precision.HIGHEST, "conv_general_dilated": user_conv_general_dilated}
+
+    def jax_fn(x, kernel, bias=None):
+        from jax_layers.conv import conv
+
+        return conv(x, kernel, bias, strides, padding, 1, dilations, groups, **flax_options())
+
+    def jax_module(dtype):
+        from flax import nnx
+
+        from jax_layers.conv import Conv
+
+        return Conv(w_shape[1] * groups, w_shape[0], w_shape[2:], strides, padding=padding, kernel_dilation=dilations,
+                    feature_group_count=groups, use_bias=options.get("bias", True), dtype=dtype, param_dtype=dtype,
+                    promote_dtype=nnx.nn.dtypes.promote_dtype, kernel_metadata={"note": "kernel"},
+                    bias_metadata={"note": "bias"}, rngs=nnx.Rngs(0), **flax_options())
+
+    return case.replace(jax_fn=jax_fn, jax_module=jax_module,
+                        description=case.description + ", nnx precision/conv_general_dilated/promote_dtype/metadata")
 
 
 def _grid(values, n):
@@ -192,12 +296,12 @@ def _lead(batch):
     return () if batch is None else (batch,)
 
 
-def _conv_bucket(name, bias, *, batch, kernel, stride, padding, dilation, groups, in_per_group, out_per_group, excess):
+def _conv_bucket(name, bias, *, batch, kernel, stride, padding, dilation, groups, in_per_group, out_per_group, excess,
+                 make=_conv_case):
     """A convolution whose input runs `excess` positions past the dilated kernel, per side."""
     sides = [d * (k - 1) + 1 + x for k, d, x in zip(kernel, _ints(dilation, len(kernel)), excess)]
     x_shape, w_shape = (*_lead(batch), groups * in_per_group, *sides), (groups * out_per_group, in_per_group, *kernel)
-    return _conv_case(name, x_shape, w_shape, bias=bias, stride=stride, padding=padding, dilation=dilation,
-                      groups=groups)
+    return make(name, x_shape, w_shape, bias=bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
 def _conv_transpose_bucket(name, bias, *, batch, kernel, stride, padding, dilation, in_channels, out_channels, size,
@@ -215,19 +319,36 @@ def _conv_transpose_bucket(name, bias, *, batch, kernel, stride, padding, dilati
                                 output_padding=output_padding, dilation=dilation)
 
 
+def _padding_mode_bucket(name, mode, bias, *, batch, kernel, stride, padding, dilation, groups, in_per_group,
+                         out_per_group, excess):
+    """`_conv_bucket` with the padding capped where torch refuses it: below the input's size for
+    reflect, at most the size for circular."""
+    sides = [d * (k - 1) + 1 + x for k, d, x in zip(kernel, _ints(dilation, len(kernel)), excess)]
+    cap = {"reflect": -1, "circular": 0, "replicate": 2}[mode]
+    padding = tuple(min(p, n + cap) for p, n in zip(padding, sides))
+    x_shape, w_shape = (*_lead(batch), groups * in_per_group, *sides), (groups * out_per_group, in_per_group, *kernel)
+    return _padding_mode_case(name, x_shape, w_shape, mode=mode, padding=padding, stride=stride, dilation=dilation,
+                              groups=groups, bias=bias)
+
+
 def _register(make, name, x_shape, w_shape, *, narrow=None, **options):
     """The case at its declared shapes, with further shape buckets over batch (none, 1, 2) and,
     per spatial side, kernel (1..3), stride (1..3), padding (0..2) and dilation (1, 2);
     convolutions add groups (1, 2), channels per group (1, 2 in; 1..3 out) and 0..2 input
-    positions past the dilated kernel, transposed ones 1..3 / 1..2 channels in / out, 1..3
+    positions past the dilated kernel (padding modes: the padding capped as torch asks),
+    transposed ones 1..3 / 1..2 channels in / out, 1..3
     input positions and output_padding (0..2). `narrow` holds what the case is about to its
     own values; the bias stays as declared (buckets keep the case's tensors)."""
     n = len(w_shape) - 2
     ranges = dict(batch=(None, 1, 2), kernel=_grid((1, 2, 3), n), stride=_grid((1, 2, 3), n),
                   padding=_grid((0, 1, 2), n), dilation=_grid((1, 2), n))
     bias = options.get("bias", True)
-    if make is _conv_case:
+    if make is not _conv_transpose_case:
         build = partial(_conv_bucket, name, bias)
+        if make is _nnx_options_case:
+            build = partial(_conv_bucket, name, bias, make=_nnx_options_case)
+        if make is _padding_mode_case:
+            build = partial(_padding_mode_bucket, name, options["mode"], bias)
         ranges.update(groups=(1, 2), in_per_group=(1, 2), out_per_group=(1, 2, 3), excess=_grid((0, 1, 2), n))
     else:
         build = partial(_conv_transpose_bucket, name, bias)
@@ -257,3 +378,15 @@ _register(_conv_transpose_case, "conv_transpose2d-dilation2-nobias", (1, 2, 3, 4
           padding=(0, 1), output_padding=(0, 1), dilation=2, bias=False, narrow=dict(dilation=(2,)))
 _register(_conv_transpose_case, "conv_transpose2d-stride3", (2, 1, 3, 2), (1, 4, 2, 3), stride=3, padding=1,
           output_padding=(2, 0), narrow=dict(stride=(3,)))
+# Padding modes, as torch.nn.Conv2d(padding_mode=...) pads: every padded row a copy of an input
+# row, whose gradient collects them all. Reflect and circular with odd kernels, where nnx.Conv's
+# "REFLECT" / "CIRCULAR" pad the same; replicate (no Flax module) with uneven sizes and stride.
+_register(_padding_mode_case, "conv2d-reflect", (2, 3, 6, 5), (4, 3, 3, 5), mode="reflect", padding=(1, 2),
+          narrow=dict(padding=((1, 2), (2, 1), (1, 1))))
+_register(_padding_mode_case, "conv2d-replicate", (2, 2, 5, 4), (3, 2, 2, 3), mode="replicate", padding=(2, 1),
+          stride=(2, 1), narrow=dict(padding=((2, 1), (1, 2), (2, 2))))
+_register(_padding_mode_case, "conv2d-circular", (1, 4, 5, 7), (2, 2, 3, 3), mode="circular", padding=(2, 1),
+          dilation=(2, 1), groups=2, narrow=dict(padding=((2, 1), (1, 2))))
+_register(_padding_mode_case, "conv1d-reflect", (3, 2, 6), (3, 2, 5), mode="reflect", padding=2,
+          narrow=dict(padding=((1,), (2,))))
+_register(_nnx_options_case, "conv2d-nnx-options", (2, 4, 6, 5), (2, 2, 3, 2), stride=(2, 1), padding=1, groups=2)

@@ -31,7 +31,29 @@ def jax_ref(x, kernel, bias=None):
     return y if bias is None else y + bias
 
 
-def _modules(in_features, out_features, bias):
+def user_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+    """A user's `dot_general` as flax.nnx.Linear takes one (a wrapper, as for counting or
+    quantizing), without the `out_sharding` that `lax.dot_general` has."""
+    import jax
+
+    return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
+                               preferred_element_type=preferred_element_type)
+
+
+def _flax_options():
+    """flax.nnx.Linear's own arguments, for the case that passes them."""
+    import jax
+
+    return {"precision": jax.lax.Precision.HIGHEST, "dot_general": user_dot_general}
+
+
+def jax_fn_flax_options(x, kernel, bias=None):
+    import jax_layers
+
+    return jax_layers.linear(x, kernel, bias, **_flax_options())
+
+
+def _modules(in_features, out_features, bias, flax_options=False):
     def torch_module(dtype, device):
         import torch_layers
 
@@ -42,8 +64,12 @@ def _modules(in_features, out_features, bias):
 
         import jax_layers
 
+        # A user's precision, dot_general, promote_dtype and parameter metadata (no mesh: a
+        # plain annotation), which the backward must carry through.
+        options = {**_flax_options(), "promote_dtype": nnx.nn.dtypes.promote_dtype,
+                   "kernel_metadata": {"note": "kernel"}, "bias_metadata": {"note": "bias"}} if flax_options else {}
         return jax_layers.Linear(
-            in_features, out_features, use_bias=bias, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0)
+            in_features, out_features, use_bias=bias, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0), **options
         )
 
     return torch_module, jax_module
@@ -55,8 +81,8 @@ def linear_params(in_features: int, out_features: int, bias: bool = True) -> tup
     return (weight, Tensor("bias", (out_features,), jax_name="bias")) if bias else (weight,)
 
 
-def _case(name, batch, in_features, out_features, bias=True, noncontiguous=False):
-    torch_module, jax_module = _modules(in_features, out_features, bias)
+def _case(name, batch, in_features, out_features, bias=True, noncontiguous=False, flax_options=False):
+    torch_module, jax_module = _modules(in_features, out_features, bias, flax_options)
     return Case(
         name=name,
         family="linear",
@@ -64,25 +90,27 @@ def _case(name, batch, in_features, out_features, bias=True, noncontiguous=False
         params=linear_params(in_features, out_features, bias),
         torch_fn=torch_fn,
         torch_ref=torch_ref,
-        jax_fn=jax_fn,
+        jax_fn=jax_fn_flax_options if flax_options else jax_fn,
         jax_ref=jax_ref,
         torch_module=torch_module,
         jax_module=jax_module,
         noncontiguous=noncontiguous,
         description=f"x {(*batch, in_features)} -> {(*batch, out_features)}, bias={bias}"
-        + (", strided inputs" if noncontiguous else ""),
+        + (", strided inputs" if noncontiguous else "")
+        + (", nnx precision/dot_general/promote_dtype/metadata" if flax_options else ""),
     )
 
 
-def _register(name, batch, in_features, out_features, bias=True, noncontiguous=False):
+def _register(name, batch, in_features, out_features, bias=True, noncontiguous=False, flax_options=False):
     """The case at its declared shapes, with every batch rank (0..2), batch size (1..3) and
     feature size (1..8) as further shape buckets."""
 
     def build(leading, batch, in_features, out_features):
-        return _case(name, tuple(batch + i for i in range(leading)), in_features, out_features, bias, noncontiguous)
+        return _case(name, tuple(batch + i for i in range(leading)), in_features, out_features, bias, noncontiguous,
+                     flax_options)
 
     ranges = dict(leading=range(3), batch=range(1, 4), in_features=range(1, 9), out_features=range(1, 9))
-    register(_case(name, batch, in_features, out_features, bias, noncontiguous), build, ranges)
+    register(_case(name, batch, in_features, out_features, bias, noncontiguous, flax_options), build, ranges)
 
 
 # Two leading batch dims, one of size 1: a bias gradient that forgets to sum hides there.
@@ -90,3 +118,4 @@ _register("linear", (4, 1), 7, 5)
 _register("linear-nobias", (3,), 6, 2, bias=False)
 _register("linear-unbatched", (), 5, 3)
 _register("linear-strided", (2, 3), 4, 6, noncontiguous=True)
+_register("linear-nnx-options", (2, 1, 3), 5, 4, flax_options=True)

@@ -3,7 +3,8 @@
 
 Class weights are constants of the case, chosen exactly representable in bfloat16, so every
 dtype and the float64 oracle see the same weights. Targets are class indices (not
-differentiable) with `ignore_index` drawn among them.
+differentiable) with `ignore_index` drawn among them, or class probabilities (soft labels,
+differentiable, of the logits' shape and layout).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import warnings
 
 import numpy as np
 
+from ..draw import uniform
 from ..layout import IDENTITY, permute
 from ..registry import Case, Tensor, register
 
@@ -36,7 +38,10 @@ def _labels(n_classes: int, ignore_index: int | None):
     return draw
 
 
-def _ce_case(name, shape, *, reduction="mean", weight=False, label_smoothing=0.0, ignore_index=-100, draw_ignored=True):
+def _ce_case(name, shape, *, reduction="mean", weight=False, label_smoothing=0.0, ignore_index=-100,
+             draw_ignored=True, soft=False):
+    """With `soft`, the targets are class probabilities: positive, not normalised (torch
+    does not ask for it), and they get gradients."""
     n_classes = shape[0] if len(shape) == 1 else shape[1]
     w = CLASS_WEIGHTS[:n_classes] if weight else None
     opts = {"reduction": reduction, "label_smoothing": label_smoothing, "ignore_index": ignore_index}
@@ -73,6 +78,9 @@ def _ce_case(name, shape, *, reduction="mean", weight=False, label_smoothing=0.0
 
         log_p = jax.nn.log_softmax(logits, axis=-1)
         cw = jnp.ones(n_classes, logits.dtype) if w is None else jnp.asarray(w, logits.dtype)
+        if soft:
+            loss = -jnp.sum(cw * ((1 - label_smoothing) * labels + label_smoothing / n_classes) * log_p, axis=-1)
+            return {"mean": jnp.mean, "sum": jnp.sum, "none": lambda a: a}[reduction](loss)
         kept = labels != ignore_index
         safe = jnp.where(kept, labels, 0)
         nll = -jnp.take_along_axis(log_p, safe[..., None], axis=-1)[..., 0] * cw[safe]
@@ -102,6 +110,7 @@ def _ce_case(name, shape, *, reduction="mean", weight=False, label_smoothing=0.0
         family="loss",
         inputs=(
             Tensor("input", shape, layout=layout),
+            Tensor("target", shape, layout=layout, draw=uniform(0.0, 1.0)) if soft else
             Tensor("target", target_shape, kind="int", differentiable=False,
                    draw=_labels(n_classes, ignore_index if draw_ignored else None)),
         ),
@@ -112,7 +121,7 @@ def _ce_case(name, shape, *, reduction="mean", weight=False, label_smoothing=0.0
         torch_module=torch_module,
         jax_module=jax_module,
         description=f"logits {shape}, {reduction}, weight={w is not None}, "
-        f"label_smoothing={label_smoothing}, ignore_index={ignore_index}",
+        f"label_smoothing={label_smoothing}, " + ("class probabilities" if soft else f"ignore_index={ignore_index}"),
     )
 
 
@@ -204,6 +213,10 @@ _register(_ce_case, "cross_entropy-sum", (7, 3), range(1, 5), reduction="sum", w
 _register(_ce_case, "cross_entropy-none", (2, 5, 1, 3), range(1, 5), reduction="none", weight=True,
           label_smoothing=0.3)
 _register(_ce_case, "cross_entropy-unbatched", (5,), range(1, 5), label_smoothing=0.15, draw_ignored=False)
+# Class probabilities (soft labels): the mean divides by the number of samples, not the
+# weights, and the targets get `-(1 - eps) w log p`.
+_register(_ce_case, "cross_entropy-soft", (4, 5, 3), range(1, 5), weight=True, label_smoothing=0.2, soft=True)
+_register(_ce_case, "cross_entropy-soft-none", (3, 4), range(1, 5), reduction="none", soft=True)
 _register(_mse_case, "mse", (3, 1, 4), range(5), reduction="mean")
 _register(_mse_case, "mse-sum", (2, 5), range(5), reduction="sum")
 _register(_mse_case, "mse-none", (1, 6), range(5), reduction="none")

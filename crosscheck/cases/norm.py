@@ -13,11 +13,9 @@ import math
 
 from .. import draw
 from ..convert.norm import BATCH_NORM, flat
-from ..layout import IDENTITY, permute
+from ..layout import IDENTITY, channels_last
 from ..registry import Case, Tensor, register
 
-# torch (N, C, *spatial) -> JAX (N, *spatial, C), by rank.
-CHANNELS_LAST = {3: permute(0, 2, 1), 4: permute(0, 2, 3, 1)}
 
 
 def _affine_params(shape, weight=True, bias=True, layout=IDENTITY):
@@ -178,7 +176,7 @@ def _group_norm_case(name, in_shape, groups, eps=1e-5, affine=True):
             dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0),
         )
 
-    lay = CHANNELS_LAST[nd]
+    lay = channels_last(nd - 2)
     return Case(
         name=name, family="norm", inputs=(Tensor("input", in_shape, layout=lay),),
         params=_affine_params((c,), affine, affine), out_layouts=(lay,),
@@ -251,7 +249,7 @@ def _batch_norm_case(name, in_shape, eps=1e-5, affine=True, running=False, modul
         y = jax.nn.standardize(x, axis=axes, mean=mean, variance=var, epsilon=eps)
         return y * w + b if affine else y
 
-    lay = CHANNELS_LAST.get(nd, IDENTITY)
+    lay = channels_last(nd - 2) if nd in (3, 4) else IDENTITY
     inputs = (Tensor("input", in_shape, layout=lay),)
     params = _affine_params((c,), affine, affine)
     if running:  # module state: loaded into both modules, never differentiated there

@@ -9,14 +9,9 @@ import itertools
 
 import numpy as np
 
-from ..layout import permute
+from ..layout import channels_last
 from ..registry import Case, Tensor, register
 
-# Per case, the static arguments after the input of the torch functional and of the JAX
-# function's argument resolver (`_pool_call`); mutants rebuild the same calls from them.
-CONFIGS: dict[str, dict[str, tuple]] = {}
-
-CHANNELS_LAST = {True: permute(0, 2, 3, 1), False: permute(1, 2, 0)}
 
 
 def distinct_grid(rng, shape):
@@ -42,7 +37,7 @@ def _max_pool_case(name, x_shape, kernel_size, stride=None, padding=0, dilation=
     pads = tuple((p, p) for p in pad)
     torch_args = (kernel_size, stride, padding, dilation)
     # The declared case's; its shape buckets, built later under the same name, leave it be.
-    CONFIGS.setdefault(name, {"torch": torch_args, "jax": (window, strides, pads, dil)})
+    jax_args = (window, strides, pads, dil)
 
     def torch_fn(x):
         from torch_layers.pool import max_pool2d
@@ -87,7 +82,7 @@ def _max_pool_case(name, x_shape, kernel_size, stride=None, padding=0, dilation=
 
         return MaxPool(window, strides, pads, window_dilation=dil)
 
-    layout = CHANNELS_LAST[len(x_shape) == 4]
+    layout = channels_last(2, len(x_shape) == 4)
     return Case(
         name=name,
         family="pool",
@@ -99,6 +94,7 @@ def _max_pool_case(name, x_shape, kernel_size, stride=None, padding=0, dilation=
         torch_module=torch_module,
         jax_module=jax_module,
         out_layouts=(layout,),
+        config=(("torch", torch_args), ("jax", jax_args)),
         description=f"x {x_shape}, kernel_size={kernel_size}, stride={stride}, padding={padding}, dilation={dilation}",
     )
 
@@ -111,7 +107,7 @@ def _avg_pool_case(name, x_shape, kernel_size, stride=None, padding=0, count_inc
     strides = window if stride is None else _pair(stride)
     pads = tuple((p, p) for p in pad)
     torch_args = (kernel_size, stride, padding, False, count_include_pad, divisor_override)
-    CONFIGS.setdefault(name, {"torch": torch_args, "jax": (window, strides, pads, count_include_pad)})
+    jax_args = (window, strides, pads, count_include_pad)
 
     def torch_fn(x):
         from torch_layers.pool import avg_pool2d
@@ -154,7 +150,7 @@ def _avg_pool_case(name, x_shape, kernel_size, stride=None, padding=0, count_inc
 
         return AvgPool(window, strides, pads, count_include_pad)
 
-    layout = CHANNELS_LAST[len(x_shape) == 4]
+    layout = channels_last(2, len(x_shape) == 4)
     plain = divisor_override is None  # Flax's AvgPool has no divisor_override: no modules then
     return Case(
         name=name,
@@ -167,6 +163,7 @@ def _avg_pool_case(name, x_shape, kernel_size, stride=None, padding=0, count_inc
         torch_module=torch_module if plain else None,
         jax_module=jax_module if plain else None,
         out_layouts=(layout,),
+        config=(("torch", torch_args), ("jax", jax_args)),
         description=f"x {x_shape}, kernel_size={kernel_size}, stride={stride}, padding={padding}, "
         f"count_include_pad={count_include_pad}, divisor_override={divisor_override}",
     )

@@ -1,7 +1,7 @@
 """`python -m crosscheck mutants`: every planted bug through the harness, and the kill table.
 
 A mutant runs in each dtype asked for, each dtype judged on its own checks: a case run draws
-the same values whatever else runs (`runner.case_rng`), so a dtype's column is what a user who
+the same values whatever else runs (`inputs.case_rng`), so a dtype's column is what a user who
 trains only in that dtype would see.
 """
 
@@ -57,7 +57,8 @@ def select(names: list[str] | None) -> list[Mutant]:
 def run_mutants(mutants: list[Mutant], dtypes=("float64",), device="cpu", trials=2, seed=0) -> list[Verdict]:
     """One verdict per mutant and dtype of `dtypes` that its case runs in, mutant by mutant."""
     from ..registry import get
-    from ..session import check_dtypes, run
+    from ..options import check_dtypes
+    from ..session import run
 
     dtypes = check_dtypes(list(dtypes))  # refused before anything runs
     verdicts = []

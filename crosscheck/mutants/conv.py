@@ -10,9 +10,10 @@ VALUES = ("grad", "grad-autodiff", "finite-diff")
 
 
 def _config(case, side):
-    from ..cases.conv import CONFIGS
+    """The registered (declared) case's static arguments on `side`."""
+    from ..registry import get
 
-    return CONFIGS[case][side]
+    return dict(get(case).config)[side]
 
 
 def _torch_conv(case, backward):
@@ -106,6 +107,71 @@ def jax_kernel_grad_groups_interleaved():
     return _jax_conv("conv2d-groups2", bwd)
 
 
+def _torch_padded(case, backward):
+    """The case's torch function, its `PadFunction` given `backward`."""
+    from torch_layers import conv as C
+    from torch_layers._pad import PadFunction
+
+    cls = torch_with_backward(PadFunction, backward)
+    pad = _config(case, "pad")
+    n = len(pad["torch"])
+    op = {1: C.conv1d, 2: C.conv2d}[n]
+    return lambda x, w, b=None: op(cls.apply(x, pad["torch"], pad["mode"]), w, b, *_config(case, "torch"))
+
+
+def _jax_padded(case, bwd):
+    """The case's JAX function, its padding's VJP `bwd`."""
+    L = importlib.import_module("jax_layers.conv")
+    P = importlib.import_module("jax_layers._pad")
+
+    f = jax_with_bwd(P._pad, P._pad_fwd, bwd, nondiff_argnums=(0, 1))
+    pad = _config(case, "pad")
+    return lambda x, k, b=None: L.conv(f(pad["jax"], pad["mode"], x), k, b, *_config(case, "jax"))
+
+
+def pad_grad_copied_not_added():
+    from torch_layers._pad import source
+
+    def backward(ctx, g):
+        for d, (lo, hi) in reversed(list(zip(range(-len(ctx.pads), 0), ctx.pads))):
+            shape = list(g.shape)
+            shape[d] = ctx.shape[d]
+            # index_copy for index_add: an edge row copied three times keeps one copy's gradient.
+            g = g.new_zeros(shape).index_copy(d, source(ctx.shape[d], lo, hi, ctx.mode, g.device), g)
+        return g, None, None
+
+    return _torch_padded("conv2d-replicate", backward)
+
+
+def _jax_pad_bwd_with(source):
+    """`_pad_bwd` scattering through `source(n, lo, hi, mode)` in place of the padding's own."""
+    P = importlib.import_module("jax_layers._pad")
+    return lambda pads, mode, res, g: (P._gathered_sum(pads, mode, g, source),)
+
+
+def jax_reflect_grad_edge_repeated():
+    import numpy as np
+
+    def symmetric(n, lo, hi, mode):
+        # numpy's "symmetric" for "reflect": a mirror that repeats the edge row, one row off.
+        i = np.arange(-lo, n + hi)
+        return np.where(i < 0, -i - 1, np.where(i >= n, 2 * n - 1 - i, i))
+
+    return _jax_padded("conv2d-reflect", _jax_pad_bwd_with(symmetric))
+
+
+def jax_circular_grad_wrapped_dropped():
+    import numpy as np
+
+    def interior(n, lo, hi, mode):
+        # The wrapped copies sent out of range, where `.at[].add` drops them: a zero padding's
+        # gradient.
+        i = np.arange(-lo, n + hi)
+        return np.where((i >= 0) & (i < n), i, n)
+
+    return _jax_padded("conv2d-circular", _jax_pad_bwd_with(interior))
+
+
 for _name, _case, _side, _make, _expect, _desc in [
     ("weight-grad-flipped", "conv2d", "torch", weight_grad_flipped, VALUES,
      "weight gradient reversed in space (correlation and convolution confused)"),
@@ -118,5 +184,11 @@ for _name, _case, _side, _make, _expect, _desc in [
      "input gradient uses the kernel unreversed in space"),
     ("kernel-grad-groups-interleaved", "conv2d-groups2", "jax", jax_kernel_grad_groups_interleaved, VALUES,
      "kernel gradient reads the input's channels with groups interleaved"),
+    ("pad-grad-copied-not-added", "conv2d-replicate", "torch", pad_grad_copied_not_added, VALUES,
+     "padding gradient overwrites, not sums, the copies of an edge row"),
+    ("reflect-grad-edge-repeated", "conv2d-reflect", "jax", jax_reflect_grad_edge_repeated, VALUES,
+     "reflect padding's gradient goes where a mirror that repeats the edge row would have read"),
+    ("circular-grad-wrapped-dropped", "conv2d-circular", "jax", jax_circular_grad_wrapped_dropped, VALUES,
+     "circular padding's gradient drops the wrapped copies (a zero padding's gradient)"),
 ]:
     register_mutant(Mutant(f"conv/{_name}", _case, _side, _make(), _expect, _desc))

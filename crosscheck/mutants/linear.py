@@ -17,8 +17,8 @@ def _torch(backward):
 def _jax(bwd):
     L = importlib.import_module("jax_layers.linear")
 
-    f = jax_with_bwd(L._linear, L._fwd, bwd)
-    return lambda x, k, b=None: f(x, k, b)
+    f = jax_with_bwd(L._linear, L._fwd, bwd, nondiff_argnums=(0,))
+    return lambda x, k, b=None: f(L.DEFAULT, x, k, b)
 
 
 def weight_grad_transposed():
@@ -55,8 +55,8 @@ def backward_raises():
 def jax_input_grad_sign():
     L = importlib.import_module("jax_layers.linear")
 
-    def bwd(res, g):
-        gx, gk, gb = L._bwd(res, g)
+    def bwd(ops, res, g):
+        gx, gk, gb = L._bwd(ops, res, g)
         return -gx, gk, gb
 
     return _jax(bwd)
@@ -67,9 +67,9 @@ def jax_kernel_grad_from_wrong_input():
 
     L = importlib.import_module("jax_layers.linear")
 
-    def bwd(res, g):
+    def bwd(ops, res, g):
         x, kernel, bias = res
-        gx, _, gb = L._bwd(res, g)
+        gx, _, gb = L._bwd(ops, res, g)
         # The kernel gradient built from the cotangent alone: right shape, wrong values.
         g2 = g.reshape(-1, kernel.shape[1])
         return gx, jnp.ones((kernel.shape[0], g2.shape[0]), g.dtype) @ g2, gb
@@ -133,8 +133,8 @@ def jax_kernel_grad_zero():
 
     L = importlib.import_module("jax_layers.linear")
 
-    def bwd(res, g):
-        gx, gk, gb = L._bwd(res, g)
+    def bwd(ops, res, g):
+        gx, gk, gb = L._bwd(ops, res, g)
         return gx, jnp.zeros_like(gk), gb  # a stub left in place
 
     return _jax(bwd)
@@ -145,9 +145,9 @@ def jax_input_grad_nan():
 
     L = importlib.import_module("jax_layers.linear")
 
-    def bwd(res, g):
+    def bwd(ops, res, g):
         x = res[0]
-        gx, gk, gb = L._bwd(res, g)
+        gx, gk, gb = L._bwd(ops, res, g)
         # sqrt(x)^2 / x "simplified" wrongly: NaN wherever the input is negative.
         return gx * jnp.sqrt(x) ** 2 / x, gk, gb
 

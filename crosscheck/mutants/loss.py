@@ -11,6 +11,7 @@ VALUES = ("grad", "grad-autodiff", "finite-diff")
 # The registered cases' options: (reduction, label_smoothing, ignore_index, weighted).
 CE = ("mean", 0.0, -100, False)  # "cross_entropy"
 CE_SUM = ("sum", 0.1, 1, True)  # "cross_entropy-sum"
+CE_SOFT = ("mean", 0.2, -100, True)  # "cross_entropy-soft"
 
 
 def _L():
@@ -89,6 +90,35 @@ def ce_smoothing_wrong_constant():
     return _torch_ce(backward, CE_SUM)
 
 
+def ce_soft_target_grad_unsmoothed():
+    import torch
+
+    from torch_layers.loss import CrossEntropyFunction
+
+    def backward(ctx, g):
+        input, target, weight = ctx.saved_tensors
+        grad_input, grad_target, *rest = CrossEntropyFunction.backward(ctx, g)
+        # The target's gradient -w log p without the (1 - eps) that the smoothing scales it by.
+        n_samples = input.numel() // input.shape[1]
+        log_p = torch.log_softmax(input, 1)
+        return grad_input, -(g / n_samples) * weight.view(1, -1, *[1] * (input.dim() - 2)) * log_p, *rest
+
+    return _torch_ce(backward, CE_SOFT)
+
+
+def ce_soft_target_grad_unweighted():
+    L = _L()
+
+    def bwd(reduction, eps, ignore_index, axis, res, g):
+        logits, labels, weight = res
+        grad, grad_labels, rest = L._cross_entropy_bwd(reduction, eps, ignore_index, axis, res, g)
+        # The class weights left out of the target's gradient (they still scale the input's).
+        w = L._weight_view(logits, weight, axis, logits.dtype)
+        return grad, grad_labels / w, rest
+
+    return _jax_ce(bwd, CE_SOFT)
+
+
 def mse_grad_missing_factor_two():
     L = _L()
 
@@ -138,6 +168,10 @@ for _name, _case, _side, _make, _desc in [
      "mean divides by all targets, ignored ones included"),
     ("ce-smoothing-wrong-constant", "cross_entropy-sum", "torch", ce_smoothing_wrong_constant,
      "label smoothing eps / (C - 1) in the backward, eps / C in the forward"),
+    ("ce-soft-target-grad-unsmoothed", "cross_entropy-soft", "torch", ce_soft_target_grad_unsmoothed,
+     "class-probability target gradient -w log p, without the (1 - eps) of label smoothing"),
+    ("ce-soft-target-grad-unweighted", "cross_entropy-soft", "jax", ce_soft_target_grad_unweighted,
+     "class-probability target gradient without the class weights"),
     ("mse-grad-missing-factor-2", "mse", "jax", mse_grad_missing_factor_two,
      "MSE gradient (x - t) instead of 2 (x - t)"),
     ("mse-target-grad-sign", "mse-sum", "torch", mse_target_grad_sign,

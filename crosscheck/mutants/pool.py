@@ -12,9 +12,10 @@ VALUES = ("grad", "grad-autodiff", "finite-diff")
 
 
 def _config(case, side):
-    from ..cases.pool import CONFIGS
+    """The registered (declared) case's static arguments on `side`."""
+    from ..registry import get
 
-    return CONFIGS[case][side]
+    return dict(get(case).config)[side]
 
 
 def max_pool_grad_overwrites():

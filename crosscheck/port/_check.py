@@ -19,14 +19,12 @@ import math
 
 import numpy as np
 
-# First, before any JAX array exists: it sets XLA's compile options (faster for small programs,
-# see `_fast_compile`) and float64, which a port's float64 check needs.
-from ..adapters import jax_adapter as _jax_adapter  # noqa: F401, I001
 from ..compare import UNIT_ROUNDOFF, Tolerance
 from ..convert._model import state_arrays, state_dict_to_nnx
 from ..convert._pair import pair_modules
 from ..layout import IDENTITY, Layout
 from ..registry import Case, Tensor
+from .. import checks
 from ..runner import CaseRun, Outcome
 
 # Whole models are judged by a scale from each result's size, not by the rounding model that
@@ -115,18 +113,18 @@ class PortRun(CaseRun):
 
     def allowed(self, kind: str, expected, sides: int = 1):
         """`model_allowance` with the longest reduction bounded by the largest parameter too."""
-        sizes = [math.prod(t.shape) for t in self.case.inputs] + [math.prod(s) for s in self.out_shapes] + [self.largest]
+        sizes = [math.prod(t.shape) for t in self.case.inputs] + [math.prod(s) for s in self.inputs.out_shapes] + [self.largest]
         return model_allowance(expected, self.dtype, kind, max(sizes), sides, self.overrides)
 
     def _pair_model(self, check, label, kind, t_val, j_val, o_val):
         """torch vs NNX in float64/float32; each vs the float64 oracle (and the gap) in low
         precision."""
         if not self.low:
-            self.values(check, label, "torch vs jax", t_val, j_val, self.allowed(kind, t_val))
+            self.record(checks.values(check, label, ("torch", "jax"), t_val, j_val, self.allowed(kind, t_val)))
             return
-        self.values(check, label, "float64 oracle vs torch", o_val, t_val, self.allowed(kind, o_val))
-        self.values(check, label, "float64 oracle vs jax", o_val, j_val, self.allowed(kind, o_val))
-        self.values(check, label, "torch vs jax", t_val, j_val, self.allowed(kind, o_val, 2))
+        self.record(checks.values(check, label, ("float64 oracle", "torch"), o_val, t_val, self.allowed(kind, o_val)))
+        self.record(checks.values(check, label, ("float64 oracle", "jax"), o_val, j_val, self.allowed(kind, o_val)))
+        self.record(checks.values(check, label, ("torch", "jax"), t_val, j_val, self.allowed(kind, o_val, 2)))
 
     # -- the models in this run's dtype ---------------------------------------------------
     def _models(self):
@@ -146,9 +144,8 @@ class PortRun(CaseRun):
         for trial in range(self.trials):
             model.zero_grad(set_to_none=True)
             params = {n: p.detach() for n, p in model.named_parameters()}
-            runs.append(self.torch.module_grads(
-                model, self._args("torch", dtype, trial=trial), in_diff, params, self._cts("torch", dtype, trial=trial), keywords
-            ))
+            view = self.inputs.for_torch(self.torch, dtype=dtype, trial=trial)
+            runs.append(self.torch.module_grads(model, view.args, in_diff, params, view.cts, keywords))
         outs = tuple(np.concatenate(o) for o in zip(*(r[0] for r in runs)))
         grads = {k: np.concatenate([r[1][k] for r in runs]) for k, g in runs[0][1].items() if g is not None}
         want = {n: (tuple(p.shape), self.dtype) for n, p in model.named_parameters() if p.requires_grad}
@@ -160,10 +157,9 @@ class PortRun(CaseRun):
         keywords = [t.name if t.keyword else None for t in self.case.inputs]
         outs, grads, problems = [], [], []
         for trial in range(self.trials):
-            o, in_grads, p_grads, meta, expected = self.jax.module_grads(
-                model, self._args("jax", trial=trial), in_diff, self._cts("jax", trial=trial), keywords
-            )
-            outs.append(tuple(lay.from_jax(x[None]) for lay, x in zip(self._out_layouts(len(o)), o)))
+            view = self.inputs.for_jax(self.jax, trial=trial)
+            o, in_grads, p_grads, meta, expected = self.jax.module_grads(model, view.args, in_diff, view.cts, keywords)
+            outs.append(tuple(lay.from_jax(x[None]) for lay, x in zip(self.inputs.out_layouts(len(o)), o)))
             g = {i: self.case.inputs[i].layout.from_jax(x[None]) for i, x in in_grads.items()}
             g.update({k: v[None] for k, v in self.pairing.to_torch(p_grads, grads=True).items()})
             grads.append(g)
@@ -181,42 +177,43 @@ class PortRun(CaseRun):
         the torch weight up to one rounding into the NNX variable's dtype."""
         ported = self._stage("weights", lambda: self.pairing.to_nnx(state_arrays(self.torch_model.state_dict())))
         if ported.error:
-            self.error("weights", "-", "torch vs jax, as stored", ported.error)
+            self.record(checks.error("weights", "-", "torch vs jax, as stored", ported.error))
             return
         held = _nnx_raw(self.nnx_model)
         for path in sorted(set(ported.value) & set(held)):  # the rest fail the conversion, by name
             stored = np.asarray(held[path])
             u = UNIT_ROUNDOFF.get(str(stored.dtype), 0.0)
             expected = np.asarray(ported.value[path], dtype=np.float64)[None]
-            self.values("weights", path, "torch vs jax, as stored", expected, stored.astype(np.float64)[None], Tolerance(u, 0.0))
+            held_value = stored.astype(np.float64)[None]
+            self.record(checks.values("weights", path, ("torch", "jax"), expected, held_value, Tolerance(u, 0.0), note="as stored"))
 
     def run(self):
         drawn = self._stage("drawing inputs", self.draw)
         models = self._stage(f"models in {self.dtype}", self._models) if not drawn.error else Outcome()
         if drawn.error or models.error:
-            self.error("setup", "-", "inputs and models", drawn.error, models.error)
+            self.record(checks.error("setup", "-", "inputs and models", drawn.error, models.error))
             return self.results
         t_model, n_model, oracle = models.value
         torch_side = self._stage("torch model", lambda: self._torch_runs(t_model, self.dtype))
         jax_side = self._stage("nnx model", lambda: self._jax_runs(n_model))
         ref = self._stage("float64 oracle (torch model)", lambda: self._torch_runs(oracle, "float64")) if self.low else torch_side
         if torch_side.error or jax_side.error or ref.error:
-            self.error("forward", "-", "torch vs jax", torch_side.error, jax_side.error, ref.error)
+            self.record(checks.error("forward", "-", "torch vs jax", torch_side.error, jax_side.error, ref.error))
             return self.results
         (t_out, t_grads, t_problems), (j_out, j_grads, j_problems), (o_out, o_grads, _) = torch_side.value, jax_side.value, ref.value
         if len(t_out) != len(j_out):
-            self.error("forward", "-", "torch vs jax", f"torch returns {len(t_out)} outputs, jax {len(j_out)}")
+            self.record(checks.error("forward", "-", "torch vs jax", f"torch returns {len(t_out)} outputs, jax {len(j_out)}"))
         for i, (a, b) in enumerate(zip(t_out, j_out)):
-            self._pair_model("forward", self._out_label(i, len(t_out)), "values", a, b, o_out[i])
-        self.verdict("grad-shape", "all gradients", "torch model .grad", t_problems)
-        self.verdict("grad-shape", "all gradients", "nnx model nnx.grad", j_problems)
+            self._pair_model("forward", checks.out_label(i, len(t_out)), "values", a, b, o_out[i])
+        self.record(checks.verdict("grad-shape", "all gradients", "torch model .grad", t_problems))
+        self.record(checks.verdict("grad-shape", "all gradients", "nnx model nnx.grad", j_problems))
         names = {i: f"grad of {t.name}" for i, t in enumerate(self.case.inputs) if t.differentiable}
         # Every parameter: one that torch gives no gradient (unused by the forward) is named.
         names.update({n: f"grad of {n}" for n, p in t_model.named_parameters() if p.requires_grad})
         for key, label in names.items():
             if key not in t_grads or key not in j_grads:
                 side = "torch" if key not in t_grads else "jax"
-                self.error("grad", label, "torch vs jax", f"the {side} model gives no gradient")
+                self.record(checks.error("grad", label, "torch vs jax", f"the {side} model gives no gradient"))
                 continue
             self._pair_model("grad", label, "grads", t_grads[key], j_grads[key], o_grads[key])
         return self.results
@@ -269,7 +266,9 @@ def check_port(
     from .. import adapters
     from ..adapters import call
     from ..precision import full_precision
-    from ..session import Report, check_dtypes, check_options, resolve_device, versions
+    from ..options import check_dtypes, check_options, resolve_device
+    from ..results import Report
+    from ..session import versions
 
     check_options(trials, 1, device)
     dtypes = check_dtypes(dtypes)

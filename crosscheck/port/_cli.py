@@ -10,7 +10,7 @@ import inspect
 import shlex
 import sys
 
-from ..session import UsageError
+from ..options import UsageError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -118,6 +118,9 @@ def main(argv: list[str]) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0)
+    from .. import configure
+
+    configure()  # float64 before the models' first arrays
     from ..convert import ConversionError, load_state_dict, nnx_to_torch, torch_to_nnx
     from ..layout import IDENTITY
     from ..report import format_failures, format_summary
