@@ -17,18 +17,14 @@ import numpy as np
 
 from .layout import IDENTITY, Layout
 from .registry import Case, Tensor
-from .runner import CaseRun, Outcome
-from .session import Report
-
-SIDES = ("torch", "jax")
-
+from .inputs import Inputs
+from .plan import Plan
+from .results import Report
+from .runner import CaseRun
 
 class NotGiven(Exception):
-    """Raised by a function the call was not given, when a check calls it."""
-
-
-class Absent(str):
-    """A stage's error that says a function was not given: its checks are not run, not failed."""
+    """Raised by a function the call was not given, were it called: the plan leaves out every
+    stage that needs one (`Plan.given`), so none is."""
 
 
 def _missing(what: str) -> Callable[..., Any]:
@@ -58,10 +54,12 @@ def _tensors(spec, role: str, layouts: Mapping[str, Layout]) -> tuple[Tensor, ..
 
 def make_case(torch_fn=None, jax_fn=None, *, inputs, params=(), torch_ref=None, jax_ref=None,
               layouts: Mapping[str, Layout] | None = None, out_layouts: Sequence[Layout] = (IDENTITY,),
-              second_order: bool = True, name: str = "check") -> tuple[Case, tuple[str, ...]]:
-    """The `Case` that `check` runs, and the sides it was given."""
-    sides = tuple(s for s, fn in zip(SIDES, (torch_fn, jax_fn)) if fn is not None)
-    if not sides:
+              second_order: bool = True, name: str = "check") -> tuple[Case, frozenset]:
+    """The `Case` that `check` runs, and the functions it was given (`Plan.given`)."""
+    functions = {("torch", "custom"): torch_fn, ("torch", "reference"): torch_ref,
+                 ("jax", "custom"): jax_fn, ("jax", "reference"): jax_ref}
+    given = frozenset(k for k, fn in functions.items() if fn is not None)
+    if not any(role == "custom" for _, role in given):
         raise ValueError("`torch_fn` and `jax_fn` are both None: give at least one")
     for side, fn, ref in (("torch", torch_fn, torch_ref), ("jax", jax_fn, jax_ref)):
         if ref is not None and fn is None:
@@ -82,118 +80,40 @@ def make_case(torch_fn=None, jax_fn=None, *, inputs, params=(), torch_ref=None, 
     unknown = set(layouts) - {t.name for t in case.tensors}
     if unknown:
         raise ValueError(f"`layouts` (={sorted(unknown)!r}) names no input or parameter; they are {[t.name for t in case.tensors]}")
-    return case, sides
+    return case, given
 
 
 class OneCallRun(CaseRun):
-    """A `CaseRun` of a case that may lack one side or its references: the checks that need a
-    missing function are listed in `not_run` instead of failing."""
+    """A `CaseRun` of a case that may lack one side or its references: its plan holds only the
+    stages whose functions were given (`Plan.given`), and the checks that need a missing one
+    are listed in `not_run` instead of failing."""
 
-    def __init__(self, case: Case, dtype: str, device: str, trials: int, seed: int, torch, jax,
-                 sides: tuple[str, ...], given: dict):
+    def __init__(self, case: Case, dtype: str, device: str, trials: int, seed: int, torch, jax, given: frozenset):
         super().__init__(case, dtype, device, trials, seed, torch, jax)
-        self.sides, self.given = sides, given
-        self.not_run: list[str] = []
+        self.given = given
         self.repro = f"crosscheck.check(..., name={case.name!r}, dtypes=[{dtype!r}], device={device!r}, seed={seed}, trials={trials})"
-        # The float64 oracle of low precision: a given reference (JAX's first, as for two
-        # sides), else a given custom function.
-        refs = [(s, getattr(case, f"{s}_ref")) for s in ("jax", "torch") if given[f"{s}_ref"]]
-        self.oracle = refs[0] if refs else (sides[-1], getattr(case, f"{sides[-1]}_fn"))
 
-    def _stage(self, label, thunk) -> Outcome:
-        absent = []
+    def draw(self):
+        plan = Plan(self.case, self.dtype, given=self.given)
+        self.inputs = Inputs.draw(self.case, self.dtype, self.seeds, self.per_seed, self.torch, self._shapes_of(*plan.oracle))
 
-        def guarded():
-            try:
-                return thunk()
-            except NotGiven as e:
-                absent.append(str(e))
-                raise
-
-        out = super()._stage(label, guarded)
-        return Outcome(error=Absent(absent[0])) if absent else out
-
-    def error(self, check, tensor, compared, *errors):
-        absent = next((e for e in errors if isinstance(e, Absent)), None)
-        if absent is None:
-            super().error(check, tensor, compared, *errors)
-        elif f"{check} ({compared}): {absent}" not in self.not_run:
-            self.not_run.append(f"{check} ({compared}): {absent}")
-
-    def _output_shapes(self, data):
-        side, fn = self.oracle
+    def _shapes_of(self, side: str, role: str):
+        """The outputs' shapes in torch's layout from `side`'s `role` function (the oracle's:
+        one that was given) on one trial."""
+        fn = getattr(self.case, f"{side}_{'ref' if role == 'reference' else 'fn'}")
+        tensors = self.case.tensors
         if side == "torch":
-            one = [self.torch.from_numpy(data[t.name][0], t.kind, "float64") for t in self.case.tensors]
-            return self.torch.output_shapes(fn, one)
-        import jax
+            return lambda one: self.torch.output_shapes(fn, [self.torch.from_numpy(one[t.name], t.kind, "float64") for t in tensors])
 
-        one = [jax.ShapeDtypeStruct(t.layout.jax_shape(t.shape), data[t.name].dtype) for t in self.case.tensors]
-        outs = jax.eval_shape(fn, *one)
-        outs = outs if isinstance(outs, (tuple, list)) else (outs,)
-        lays = self._out_layouts(len(outs))
-        return [lay.from_jax(np.empty((1, *o.shape)))[0].shape for lay, o in zip(lays, outs)]
+        def from_jax(one):
+            import jax
 
-    def _vjp(self, side, fn, dtype=None):
-        if self.low and dtype == "float64" and fn is self.case.jax_ref:  # the parent's oracle
-            side, fn = self.oracle
-        return super()._vjp(side, fn, dtype)
+            outs = jax.eval_shape(fn, *(jax.ShapeDtypeStruct(t.layout.jax_shape(t.shape), one[t.name].dtype) for t in tensors))
+            outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+            lays = self.case.out_layouts if len(self.case.out_layouts) == len(outs) else self.case.out_layouts * len(outs)
+            return [lay.from_jax(np.empty((1, *o.shape)))[0].shape for lay, o in zip(lays, outs)]
 
-    def _fuse(self) -> dict:
-        return super()._fuse() if "jax" in self.sides else {}
-
-    def _rounding_both(self, hvp: bool = False):
-        if "jax" in self.sides:
-            return super()._rounding_both(hvp)
-        # torch alone: the same model from its own ops (adapters/torch_rounding.py), of the
-        # reference where one is given and of the custom function, the larger per element.
-        fns = [self.case.torch_fn] + ([self.case.torch_ref] if self.given["torch_ref"] else [])
-        models = [self._torch_rounding(fn, hvp) for fn in fns]
-        if len(models) == 1:
-            return models[0]
-        larger = lambda a, b: None if a is None else np.maximum(a, b)  # noqa: E731
-        if hvp:
-            return [larger(a, b) for a, b in zip(*models)]
-        (o1, g1), (o2, g2) = models
-        return tuple(map(larger, o1, o2)), [larger(a, b) for a, b in zip(g1, g2)]
-
-    def _torch_rounding(self, fn, hvp: bool):
-        from .adapters.torch_rounding import spread
-        from .compare import SPREAD_DRAWS, rounding_units
-
-        diff = [t.differentiable for t in self.case.tensors]
-        args, cts = self._args("torch", "float64"), self._cts("torch", "float64")
-        units = rounding_units(self.dtype)
-        if hvp:
-            vs = [self.torch.from_numpy(self.direction[t.name], "float", "float64") for t in self.case.tensors if t.differentiable]
-            return spread(lambda: self.torch.hvp(fn, args, diff, cts, vs), units, SPREAD_DRAWS)
-        def vjp():
-            outs, grads, _ = self.torch.vjp(fn, args, diff, cts)
-            return [*outs, *grads]
-
-        flat = spread(vjp, units, SPREAD_DRAWS)
-        return tuple(flat[:len(self.cts)]), flat[len(self.cts):]
-
-    def check_forward(self, st):
-        super().check_forward(st)
-        if self.low and len(self.sides) == 1:
-            self._check_oracle(st, self.sides[0])
-
-    def _check_oracle(self, st, side):
-        """One side in low precision: its forward values and gradients vs the float64 oracle
-        (`_pair` does this for two sides, beside their comparison with each other)."""
-        from .compare import allowance
-
-        oracle, rnd, compared = st["torch ref"], st["rounding"], f"float64 oracle vs {side}"
-        for check, got, k in (("forward", st[f"{side} plain"], 0), ("grad", st[side], 1)):
-            if got.error or oracle.error or rnd.error:
-                self.error(check, "-", compared, got.error, oracle.error, rnd.error)
-                continue
-            values = got.value if k == 0 else got.value[1]
-            for i, value in enumerate(values):
-                if value is None or (k == 1 and not self.case.tensors[i].differentiable):
-                    continue
-                label = self._out_label(i, len(values)) if k == 0 else f"grad of {self.case.tensors[i].name}"
-                self.values(check, label, compared, oracle.value[k][i], value, allowance(rnd.value[k][i], 1))
+        return from_jax
 
 
 def check(torch_fn: Callable | None = None, jax_fn: Callable | None = None, *, inputs, params=(),
@@ -226,15 +146,16 @@ def check(torch_fn: Callable | None = None, jax_fn: Callable | None = None, *, i
     Returns:
         The `Report` (as `crosscheck.run` returns), `not_run` listing what could not run.
     """
+    from . import adapters
+    from .options import check_dtypes, check_options, resolve_device
     from .precision import full_precision
-    from .session import _adapters, check_dtypes, check_options, resolve_device, versions
+    from .session import versions
 
-    case, sides = make_case(torch_fn, jax_fn, inputs=inputs, params=params, torch_ref=torch_ref, jax_ref=jax_ref,
+    case, given = make_case(torch_fn, jax_fn, inputs=inputs, params=params, torch_ref=torch_ref, jax_ref=jax_ref,
                             layouts=layouts, out_layouts=out_layouts, second_order=second_order, name=name)
-    given = {"torch_ref": torch_ref is not None, "jax_ref": jax_ref is not None}
     check_options(trials, 1, device)
     dtypes = check_dtypes(list(dtypes) if dtypes else None)
-    torch, jax = _adapters()
+    torch, jax = adapters.get("torch"), adapters.get("jax")
     device = resolve_device(device, torch, jax)
     torch.set_device(device)
     jax.set_device(device)
@@ -242,7 +163,7 @@ def check(torch_fn: Callable | None = None, jax_fn: Callable | None = None, *, i
     results, not_run = [], {}
     with full_precision():
         for dtype in dtypes:
-            run = OneCallRun(case, dtype, device, trials, seed, torch, jax, sides, given)
+            run = OneCallRun(case, dtype, device, trials, seed, torch, jax, given)
             results += run.run()
             for line in run.not_run:
                 not_run.setdefault(line, []).append(dtype)

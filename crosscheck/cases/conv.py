@@ -191,8 +191,6 @@ def _padding_mode_case(name, x_shape, w_shape, *, mode, padding, stride=1, dilat
     case = _conv_case(name, x_shape, w_shape, bias=bias, stride=stride, padding=0, dilation=dilation, groups=groups)
     # Channels last: the batch axis (if any), the spatial ones, the channels.
     jax_pads = ((0, 0),) * (len(x_shape) - n - 1) + pairs + ((0, 0),)
-    # The convolution's arguments are `_conv_case`'s (no padding); the declared case's pads join them.
-    CONFIGS[name].setdefault("pad", {"torch": pairs, "jax": jax_pads, "mode": mode})
     op = {1: "conv1d", 2: "conv2d"}[n]
 
     def torch_fn(x, weight, bias=None):
@@ -239,6 +237,8 @@ def _padding_mode_case(name, x_shape, w_shape, *, mode, padding, stride=1, dilat
     return case.replace(
         torch_fn=torch_fn, torch_ref=torch_ref, jax_fn=jax_fn, jax_ref=jax_ref, torch_module=torch_module,
         jax_module=jax_module if mode in FLAX_MODES and flax_pads == pairs else None,
+        # The convolution's arguments are `_conv_case`'s (no padding); the pads join them.
+        config=(*case.config, ("pad", {"torch": pairs, "jax": jax_pads, "mode": mode})),
         description=f"{case.description.replace('padding=0', f'padding={padding!r}')}, padding_mode={mode!r}",
     )
 
