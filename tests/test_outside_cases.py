@@ -76,7 +76,10 @@ def test_an_installed_packages_entry_point_lists_its_cases(tmp_path):
 def pytest_run(args: list[str], path: Path) -> subprocess.CompletedProcess:
     """pytest in a fresh process, with the plugin, importing from `path` and this checkout."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(path), str(ROOT)])}
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "crosscheck.pytest_plugin", "-p", "no:cacheprovider", *args],
+    # `no:crosscheck`: where a build left this checkout's metadata (crosscheck_grads.egg-info)
+    # on the path, its entry point would register the same plugin a second time.
+    plugin = ["-p", "no:crosscheck", "-p", "crosscheck.pytest_plugin"]
+    return subprocess.run([sys.executable, "-m", "pytest", *plugin, "-p", "no:cacheprovider", *args],
                           capture_output=True, text=True, env=env, cwd=path, timeout=600)
 
 
