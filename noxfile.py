@@ -1,5 +1,5 @@
 """Sessions: `nox -s crosscheck`, `nox -s tests`, `nox -s mutants`, `nox -s coverage`,
-`nox --no-venv -s gpu`.
+`nox -s lowest`, `nox -s example`, `nox --no-venv -s gpu`.
 
 Dependencies are declared once, in pyproject.toml; `constraints.txt` pins torch to the CPU
 wheel. With `--no-venv` (`nox --no-venv -s crosscheck`) nothing is installed and the session
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tomllib
 
 import nox
 
@@ -116,3 +117,37 @@ def coverage(session: nox.Session) -> None:
     session.run("python", "-m", "coverage", "report", "--show-missing", *packages, env=env)
     session.run("python", "-m", "coverage", "json", "-q", "-o", "reports/coverage.json", *packages, env=env)
     _backward_coverage(session, os.path.join("reports", "coverage.json"))
+
+
+def lowest_pins() -> list[str]:
+    """Every dependency at the lower bound pyproject.toml declares (`name>=v` as `name==v`), and
+    jaxlib at jax's; torch stays at constraints.txt's pin."""
+    with open("pyproject.toml", "rb") as f:
+        deps = tomllib.load(f)["project"]["dependencies"]
+    pins = [d.replace(">=", "==") for d in deps if not d.startswith("torch")]
+    jax = next(p for p in pins if p.startswith("jax=="))
+    return [*pins, jax.replace("jax==", "jaxlib==")]
+
+
+@nox.session
+def lowest(session: nox.Session) -> None:
+    """A slice of the tests on the lowest versions pyproject.toml allows (torch pinned at 2.13.0)."""
+    # torch is not lowered: every torch wheel but the pinned CPU one is a 3 GB download.
+    session.install("-c", "constraints.txt", *lowest_pins(), "-e", ".[test]")
+    session.run("python", "-c", "import jax, flax, numpy, ml_dtypes, torch; print('jax', jax.__version__, "
+                "'flax', flax.__version__, 'numpy', numpy.__version__, 'ml_dtypes', ml_dtypes.__version__, 'torch', torch.__version__)")
+    default = ["-q", "tests/test_cli.py", "tests/test_layers_linear.py", "tests/test_library.py"]
+    session.run("python", "-m", "pytest", *(session.posargs or default))
+
+
+@nox.session
+def example(session: nox.Session) -> None:
+    """examples/own_layer installed beside crosscheck in one fresh environment: its tests and the CLI."""
+    # Not an editable install: the example must work from what a user installs.
+    session.install("-c", "constraints.txt", ".", "./examples/own_layer[test]")
+    session.chdir("examples/own_layer")
+    session.run("python", "-m", "pytest", "-q", "--crosscheck-trials", "2", *session.posargs)
+    # The installed package's entry point registers its cases; --cases does without one.
+    session.run("python", "-m", "crosscheck", "--layer", "softsign", "--trials", "2")
+    session.run("python", "-m", "crosscheck", "--cases", "softsign_layers.crosscheck_cases", "--layer", "softsign",
+                "--dtype", "float64", "--trials", "2", "--jobs", "2")

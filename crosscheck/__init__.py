@@ -3,9 +3,10 @@
 Importing this package imports neither framework; they load when a run starts.
 """
 
+from ._version import __version__ as __version__
 from .registry import Case as Case, Tensor as Tensor, register as register
 
-__all__ = ["Case", "Tensor", "configure", "register", "run"]
+__all__ = ["Case", "Tensor", "__version__", "assert_agree", "check", "configure", "register", "run"]
 
 
 def configure():
@@ -21,3 +22,18 @@ def run(*args, **kwargs):
     from .session import run as _run
 
     return _run(*args, **kwargs)
+
+
+def check(*args, **kwargs):
+    """See `crosscheck.agree.check`: every check of one layer's hand-written backward."""
+    from .agree import check as _check
+
+    return _check(*args, **kwargs)
+
+
+def assert_agree(*args, **kwargs):
+    """See `crosscheck.agree.assert_agree`: `check`, raising AssertionError on a failure."""
+    __tracebackhide__ = True
+    from .agree import assert_agree as _assert_agree
+
+    return _assert_agree(*args, **kwargs)

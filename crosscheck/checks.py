@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .compare import UNIT_ROUNDOFF, Comparison, allowance, compare
-from .plan import FD_SHIFTS, FD_STEP, SIDES, Plan, attempt
+from .plan import FD_SHIFTS, FD_STEP, SIDES, Absent, Outcome, Plan, attempt
 from .results import pair
 
 
@@ -26,6 +26,8 @@ class Finding:
     passed: bool
     comparison: Comparison | None = None
     lines: list[str] = field(default_factory=list)
+    # Why the check could not run (a function it needs was not given: `plan.Absent`), or None.
+    absent: str | None = None
 
 
 def values(check, tensor, sides: tuple[str, str], expected, actual, allowed, *, note="", hints=()) -> Finding:
@@ -37,7 +39,9 @@ def values(check, tensor, sides: tuple[str, str], expected, actual, allowed, *, 
 
 
 def error(check, tensor, compared, *errors: str | None) -> Finding:
-    return Finding(check, tensor, compared, False, None, [e for e in errors if e])
+    """A check that a stage's error stopped; not run where a stage it needs was not given."""
+    absent = next((e for e in errors if isinstance(e, Absent)), None)
+    return Finding(check, tensor, compared, False, None, [e for e in errors if e], absent)
 
 
 def verdict(check, tensor, compared, problems: list[str]) -> Finding:
@@ -67,14 +71,16 @@ def forward(plan: Plan, st) -> list[Finding]:
     t, j = st[plan.forward("torch")], st[plan.forward("jax")]
     vjp_j, tm, jm = st[plan.vjp("jax")], st[plan.module("torch")], st[plan.module("jax")]
     oracle, rnd = st[plan.reference("torch")], st[plan.rounding()]
-    if t.error or j.error or oracle.error or rnd.error:
-        out.append(error("forward", "-", "torch vs jax", t.error, j.error, oracle.error, rnd.error))
+    needed = oracle if plan.low else Outcome()  # in float64 and float32 the two sides meet alone
+    if t.error or j.error or needed.error or rnd.error:
+        out.append(error("forward", "-", "torch vs jax", t.error, j.error, needed.error, rnd.error))
     else:
         n = len(t.value)
         if len(j.value) != n:
             out.append(error("forward", "-", "torch vs jax", f"torch returns {n} outputs, jax {len(j.value)}"))
         for i in range(min(n, len(j.value))):
-            out += paired(plan, "forward", out_label(i, n), t.value[i], j.value[i], oracle.value.outs[i], rnd.value.outs[i])
+            o = oracle.value.outs[i] if plan.low else None
+            out += paired(plan, "forward", out_label(i, n), t.value[i], j.value[i], o, rnd.value.outs[i])
     if tm.error or jm.error or (tm.value is not None and jm.value is not None):
         if tm.error or jm.error or oracle.error or rnd.error:
             out.append(error("forward", "-", "torch module vs jax module", tm.error, jm.error, oracle.error, rnd.error))
@@ -98,6 +104,30 @@ def forward(plan: Plan, st) -> list[Finding]:
         for i, (a, b) in enumerate(zip(ref.value.outs, cust.value)):
             sides = (f"{side} reference", f"{side} custom")
             out.append(values("forward-reference", out_label(i, len(ref.value.outs)), sides, a, b, allowance(rnd.value.outs[i], 2)))
+    return out
+
+
+def alone(plan: Plan, st) -> list[Finding]:
+    """One side in low precision (`crosscheck.check` given one framework): its forward values
+    and gradients vs the float64 oracle, as `paired` compares each of two sides."""
+    if not plan.low or len(plan.sides) != 1:
+        return []
+    side = plan.sides[0]
+    out, sides = [], ("float64 oracle", side)
+    oracle, rnd = st[plan.reference(side)], st[plan.rounding()]
+    for check, stage in (("forward", plan.forward(side)), ("grad", plan.vjp(side))):
+        got = st[stage]
+        if got.error or oracle.error or rnd.error:
+            out.append(error(check, "-", pair(*sides), got.error, oracle.error, rnd.error))
+            continue
+        if check == "forward":
+            items = [(out_label(i, len(got.value)), v, oracle.value.outs[i], rnd.value.outs[i]) for i, v in enumerate(got.value)]
+        else:
+            items = [
+                (f"grad of {t.name}", g, oracle.value.grads[i], rnd.value.grads[i])
+                for i, (t, g) in enumerate(zip(plan.case.tensors, got.value.grads)) if t.differentiable and g is not None
+            ]
+        out += [values(check, label, sides, o, v, allowance(e, 1)) for label, v, o, e in items]
     return out
 
 
@@ -140,13 +170,14 @@ def contract(plan: Plan, st) -> list[Finding]:
 def grads(plan: Plan, st) -> list[Finding]:
     out, case = [], plan.case
     t, j, oracle, rnd = st[plan.vjp("torch")], st[plan.vjp("jax")], st[plan.reference("torch")], st[plan.rounding()]
-    if t.error or j.error or oracle.error or rnd.error:
-        out.append(error("grad", "-", "torch vs jax", t.error, j.error, oracle.error, rnd.error))
+    needed = oracle if plan.low else Outcome()  # as in `forward`
+    if t.error or j.error or needed.error or rnd.error:
+        out.append(error("grad", "-", "torch vs jax", t.error, j.error, needed.error, rnd.error))
     else:
         for i, tensor in enumerate(case.tensors):
             if tensor.differentiable and t.value.grads[i] is not None and j.value.grads[i] is not None:
-                err = rnd.value.grads[i]
-                out += paired(plan, "grad", f"grad of {tensor.name}", t.value.grads[i], j.value.grads[i], oracle.value.grads[i], err)
+                err, o = rnd.value.grads[i], oracle.value.grads[i] if plan.low else None
+                out += paired(plan, "grad", f"grad of {tensor.name}", t.value.grads[i], j.value.grads[i], o, err)
     tm, jm = st[plan.module("torch")], st[plan.module("jax")]
     if tm.error or jm.error:
         out.append(error("grad-module", "-", "torch module vs jax module", tm.error, jm.error))
@@ -234,7 +265,7 @@ def finite_differences(plan: Plan, st, inputs, side: str) -> list[Finding]:
 
 def every(plan: Plan, st, inputs) -> list[Finding]:
     """Every check of the plan, in the report's order."""
-    out = forward(plan, st) + shapes(plan, st) + contract(plan, st) + grads(plan, st)
+    out = forward(plan, st) + alone(plan, st) + shapes(plan, st) + contract(plan, st) + grads(plan, st)
     if plan.finite_differences:
         for side in SIDES:
             out += finite_differences(plan, st, inputs, side)

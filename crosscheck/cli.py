@@ -7,19 +7,32 @@ import shlex
 import sys
 
 from . import registry
+from ._version import __version__
 from .options import UsageError, parse_seeds, parse_shard
 
 # The declared shapes plus one drawn bucket: every run sees two shapes of each case that
 # declares ranges, at about twice the compile time; soaks and CI may ask for more.
 DEFAULT_SHAPES = 2
 
+# Dispatched on the first word in `main`, before this parser runs; each has its own --help.
+SUBCOMMANDS = """subcommands:
+  mutants     run the planted backward bugs through the harness (python -m crosscheck mutants --help)
+  new NAME    scaffold a layer family that passes every check (python -m crosscheck new --help)
+  port A B    check a port of a torch model to Flax NNX (python -m crosscheck port --help)"""
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m crosscheck",
         description="Check hand-written backward passes: torch vs JAX, vs autodiff, vs finite differences.",
+        epilog=SUBCOMMANDS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action="version", version=f"crosscheck {__version__}")
     p.add_argument("--layer", action="append", metavar="NAME", help="case or family name (repeatable; default: all)")
+    p.add_argument("--cases", action="append", metavar="MODULE",
+                   help="import this module first, which registers its own cases, e.g. mypkg.crosscheck_cases "
+                        "(repeatable; installed packages' entry points in the group crosscheck.cases load anyway)")
     p.add_argument("--dtype", action="append", metavar="DTYPE", help=f"one of {', '.join(registry.DTYPES)} (repeatable)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (auto: cuda when torch and JAX both see a GPU)")
     p.add_argument("--trials", type=int, default=8, help="fresh random draws per case (default 8)")
@@ -55,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 class _Progress:
-    """A progress bar on stderr (rich) while cases run; nothing when stderr is not a terminal."""
+    """A progress bar on stderr (rich) while cases run; a plain line now and then when stderr
+    is not a terminal (`progress.PlainProgress`)."""
 
     def __init__(self):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -66,8 +80,10 @@ class _Progress:
 
     @classmethod
     def maybe(cls):
-        if not sys.stderr.isatty():
-            return None
+        if not sys.stderr.isatty():  # CI: a plain line now and then instead
+            from .progress import PlainProgress
+
+            return PlainProgress()
         try:
             return cls()
         except ImportError:
@@ -172,6 +188,13 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse exits 2 on usage errors, 0 on --help
         return int(e.code or 0)
+    from .plugins import load
+
+    try:
+        load(args.cases)
+    except ValueError as e:
+        print(f"crosscheck: error: {e}", file=sys.stderr)
+        return 2
     if args.list:
         print(_list())
         return 0

@@ -57,10 +57,11 @@ class Inputs:
         return len(next(iter(self.data.values())))
 
     @classmethod
-    def draw(cls, case: Case, dtype: str, seeds: list[int], per_seed: int, torch) -> "Inputs":
+    def draw(cls, case: Case, dtype: str, seeds: list[int], per_seed: int, torch, shapes_of=None) -> "Inputs":
         """`per_seed` trials from each seed's stream (`case_rng`), in the order of `seeds`: seed s
         contributes what a run of seed s alone draws. `torch` (the adapter) gives the outputs'
-        shapes, from the reference on one trial."""
+        shapes, from the reference on one trial; `shapes_of(one)` instead where given (`one`:
+        one trial's data, `{name: array}`), for a case without a torch reference."""
         diff = [t for t in case.tensors if t.differentiable]
         k, parts, out_shapes = per_seed, [], None
         for seed in seeds:
@@ -69,6 +70,8 @@ class Inputs:
             for t in case.tensors:
                 a = np.asarray(t.draw(rng, (k, *t.shape)))
                 data[t.name] = round_to(a, dtype) if t.kind == "float" else a
+            if out_shapes is None and shapes_of is not None:
+                out_shapes = shapes_of({n: v[0] for n, v in data.items()})
             if out_shapes is None:
                 # From torch's reference on one trial: eager torch costs a millisecond, where
                 # tracing JAX's for shapes alone cost more (see docs/bench.md).

@@ -65,6 +65,8 @@ def child_argv(args, k: int, n: int) -> list[str]:
     """The options of shard `k` of `n`: the run's own, and the shard (what reproduces it)."""
     argv = ["--device", args.device, "--trials", str(args.trials), "--shapes", str(args.shapes), "--shard", f"{k}/{n}"]
     argv += ["--seeds", args.seeds] if args.seeds else ["--seed", str(args.seed)]
+    for module in args.cases or []:  # each shard starts afresh: outside cases register again
+        argv += ["--cases", module]
     for layer in args.layer or []:
         argv += ["--layer", layer]
     for dtype in args.dtype or []:

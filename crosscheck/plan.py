@@ -17,6 +17,7 @@ from .compare import UNIT_ROUNDOFF
 from .registry import LOW_PRECISION, Case
 
 SIDES = ("torch", "jax")
+ROLES = ("custom", "reference")
 # Finite differences: the step, about the cube root of float64's unit roundoff (see
 # `checks.finite_differences`), and the stencil's points, in steps.
 FD_STEP = UNIT_ROUNDOFF["float64"] ** (1 / 3)
@@ -69,11 +70,35 @@ class ModuleRun(NamedTuple):
 
 @dataclass(frozen=True)
 class Plan:
-    """Every stage of one case run in `dtype`, on the shape bucket labelled `shape`."""
+    """Every stage of one case run in `dtype`, on the shape bucket labelled `shape`.
+
+    `given`: the case's functions that exist, as `(side, role)` pairs; None (every registered
+    case) for all of them. `crosscheck.check` may lack a side or a reference: the plan then
+    holds only the stages whose functions exist, and the checks that read a stage it lacks
+    are not run (`Stages`)."""
 
     case: Case
     dtype: str
     shape: str = ""
+    given: frozenset | None = None
+
+    def has(self, side: str, role: str = "custom") -> bool:
+        return self.given is None or (side, role) in self.given
+
+    @property
+    def sides(self) -> tuple[str, ...]:
+        """The sides whose custom function exists."""
+        return tuple(s for s in SIDES if self.has(s))
+
+    def roles(self, side: str) -> list[str]:
+        """`side`'s functions that exist, the reference first (the rounding model's order)."""
+        return [r for r in reversed(ROLES) if self.has(side, r)]
+
+    @property
+    def oracle(self) -> tuple[str, str]:
+        """Whose function, in float64, is the oracle of low precision: JAX's reference, else
+        torch's, else (one side without a reference) the custom function itself."""
+        return next(((s, "reference") for s in reversed(SIDES) if self.has(s, "reference")), (self.sides[-1], "custom"))
 
     @property
     def low(self) -> bool:
@@ -101,13 +126,26 @@ class Plan:
         """`side`'s reference VJP; in low precision, for both sides, the float64 oracle (JAX's
         reference in float64 on the same rounded inputs)."""
         if self.low:
-            return Stage("jax", "vjp", "reference", "float64", label="float64 oracle (jax reference)")
+            by, role = self.oracle
+            return Stage(by, "vjp", role, "float64", label=f"float64 oracle ({by} {role})")
         return Stage(side, "vjp", "reference", label=f"{side} reference vjp")
 
     def rounding(self, hvp: bool = False) -> Stage:
+        """From JAX's functions where its custom one exists, else from torch's own ops."""
+        by = "jax" if self.has("jax") else "torch"
         if hvp:
-            return Stage("jax", "rounding-hvp", label="rounding model of hvp (float64)")
-        return Stage("jax", "rounding", label="rounding model (float64)")
+            return Stage(by, "rounding-hvp", label="rounding model of hvp (float64)")
+        return Stage(by, "rounding", label="rounding model (float64)")
+
+    def missing(self, stage: Stage) -> str | None:
+        """Why `stage` cannot run (the function it needs was not given), or None."""
+        if stage.op == "module":  # a case's modules are its own, and None where it has none
+            return None
+        side, role = stage.side, "custom" if stage.op.startswith("rounding") else stage.role
+        if self.has(side, role):
+            return None
+        name = {"torch": "torch", "jax": "JAX"}[side]
+        return f"no {name} reference forward given (`{side}_ref`)" if role == "reference" else f"no {name} function given"
 
     def contract(self, side: str) -> Stage:
         return Stage(side, "contract", label={"torch": "torch raw backward", "jax": "jax custom_vjp fwd/bwd"}[side])
@@ -128,7 +166,23 @@ class Plan:
         if self.second_order:
             out += [self.hvp(side, role) for role in ("custom", "reference") for side in SIDES]
             out.append(self.rounding(hvp=True))
-        return out
+        return [s for s in out if self.missing(s) is None]
+
+
+class Absent(str):
+    """A stage's error saying that the function it needs was not given: the checks that read
+    it are not run (and listed so), not failed."""
+
+
+class Stages(dict):
+    """The computed stages, `{Stage: Outcome}`; a stage the plan left out reads as `Absent`."""
+
+    def __init__(self, plan: Plan):
+        super().__init__()
+        self.plan = plan
+
+    def __missing__(self, stage: Stage) -> "Outcome":
+        return Outcome(error=Absent(self.plan.missing(stage) or f"{stage.label} was not planned"))
 
 
 @dataclass

@@ -115,6 +115,9 @@ class Case:
     selector: str = ""
     # Further shape buckets drawn from these ranges (`--shapes N` runs N buckets in all).
     shapes: Shapes | None = None
+    # The module outside this repository whose import registers the case (set by `register`):
+    # `Reproduce:` lines and `--jobs` shards import it with `--cases`.
+    origin: str = ""
     # The static arguments that the functions close over, `((side, args), ...)` (a conv's
     # stride, padding, ...), for mutants that rebuild the same calls with a planted bug.
     config: tuple = ()
@@ -157,7 +160,7 @@ def buckets(case: Case, n: int) -> list[tuple[str, Case]]:
         seen.add(key)
         built = case.shapes.build(**dims)
         label = f"shape bucket {k}: " + ", ".join(f"{a}={b}" for a, b in dims.items())
-        out.append((label, built.replace(name=case.name, family=case.family, selector=case.selector, shapes=None)))
+        out.append((label, built.replace(name=case.name, family=case.family, selector=case.selector, origin=case.origin, shapes=None)))
     return out
 
 
@@ -165,9 +168,14 @@ _REGISTRY: dict[str, Case] = {}
 
 
 def register(case: Case, build: Callable[..., Case] | None = None, ranges: dict[str, Sequence[Any]] | None = None) -> Case:
-    """Add `case` to the registry; with `build` and `ranges`, as its `Shapes` (see there)."""
+    """Add `case` to the registry; with `build` and `ranges`, as its `Shapes` (see there).
+    A case registered by a module outside this repository remembers it (`Case.origin`)."""
+    from .plugins import origin
+
     if build is not None:
         case = case.replace(shapes=Shapes(build, ranges or {}))
+    if not case.origin:
+        case = case.replace(origin=origin())
     if case.name in _REGISTRY:
         raise ValueError(f"Case {case.name!r} is registered twice")
     names = [t.name for t in case.tensors]
@@ -179,6 +187,9 @@ def register(case: Case, build: Callable[..., Case] | None = None, ranges: dict[
 
 def _load() -> None:
     from . import cases  # noqa: F401  (registers on import)
+    from .plugins import load_entry_points
+
+    load_entry_points()
 
 
 def all_cases() -> list[Case]:

@@ -102,6 +102,8 @@ class Report:
     command: str
     versions: dict = field(default_factory=dict)
     shapes: int = 1
+    # Checks that could not run, each with why (`crosscheck.check` without one side or a reference).
+    not_run: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -128,6 +130,7 @@ class Report:
             "command": self.command,
             "versions": self.versions,
             "checks": [r.to_dict() for r in self.results],
+            "not_run": self.not_run,
         }
 
     def write_json(self, path: str) -> None:

@@ -22,6 +22,8 @@ SEEDS_SHOWN = 20
 
 def repro_command(case: Case, dtype: str, device: str, seed: int, trials: int, shapes: int = 1) -> str:
     select = case.selector or f"--layer {case.name}"
+    if case.origin and not case.selector:  # a case from outside: its module registers it
+        select = f"--cases {case.origin} {select}"
     more = f" --shapes {shapes}" if shapes > 1 else ""
     return f"python -m crosscheck {select} --dtype {dtype} --device {device} --seed {seed} --trials {trials}{more}"
 
@@ -31,6 +33,9 @@ class CaseRun:
 
     `torch` and `jax` are the adapters (`crosscheck.adapters`); `sides` the frameworks over them
     where the caller keeps them between runs. `bucket` is `(k, label)` of the shape bucket."""
+
+    # The case's functions that exist (`Plan.given`); None: all of them.
+    given: frozenset | None = None
 
     def __init__(self, case: Case, dtype: str, device: str, trials: int, seed, torch, jax,
                  bucket: tuple[int, str] = (0, ""), sides=None):
@@ -43,6 +48,7 @@ class CaseRun:
         self.sides = sides or both(torch, jax)
         self.low = dtype in LOW_PRECISION
         self.results: list[CheckResult] = []
+        self.not_run: list[str] = []  # "check (compared): why", for each check a missing function stopped
         # Shape bucket k (0: the declared shapes) is reproduced by running buckets 0..k.
         self.bucket, self.shape = bucket
         self.repro = repro_command(case, dtype, device, self.seed, trials, self.bucket + 1)
@@ -56,9 +62,12 @@ class CaseRun:
 
     def record(self, *findings: Finding):
         """Each finding as a `CheckResult`, with the run's identity, the failing seeds of a
-        soak and the command that reproduces it."""
+        soak and the command that reproduces it; one that could not run, in `not_run`."""
         for f in findings:
-            self.results.append(self._result(f))
+            if f.absent is None:
+                self.results.append(self._result(f))
+            elif f"{f.check} ({f.compared}): {f.absent}" not in self.not_run:
+                self.not_run.append(f"{f.check} ({f.compared}): {f.absent}")
 
     def _result(self, f: Finding) -> CheckResult:
         ident = CheckId(self.case.name, self.dtype, self.device, f.check, f.tensor, f.compared, self.shape)
@@ -81,7 +90,7 @@ class CaseRun:
         if drawn.error:
             self.record(checks.error("setup", "-", "inputs", drawn.error))
             return self.results
-        plan = Plan(self.case, self.dtype, self.shape)
+        plan = Plan(self.case, self.dtype, self.shape, self.given)
         stages = compute(self.sides, plan, self.inputs, self.clock)
         self.record(*checks.every(plan, stages, self.inputs))
         return self.results

@@ -13,7 +13,10 @@ def versions(torch, jax) -> dict:
     import flax
     import numpy
 
+    from ._version import __version__
+
     return {
+        "crosscheck": __version__,
         "python": platform.python_version(),
         "torch": torch.version(),
         "jax": jax.version(),

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+import crosscheck
 from crosscheck import registry
 from crosscheck.cli import main
 from crosscheck.mutants import all_mutants
@@ -38,6 +39,7 @@ def test_exit_1_and_report_written_when_a_check_fails(broken_case, tmp_path, cap
     report = json.loads(path.read_text())
     assert report["passed"] is False and report["seed"] == 0
     assert set(report["versions"]) >= {"torch", "jax", "flax", "numpy"}
+    assert report["versions"]["crosscheck"] == crosscheck.__version__
     fields = {"layer", "dtype", "device", "check", "tensor", "passed", "max_abs_err", "max_rel_err", "atol", "rtol", "message"}
     assert all(fields <= set(c) for c in report["checks"])
     # one failing case does not hide the other
@@ -128,12 +130,14 @@ def test_jobs_split_the_cases_over_processes_into_the_same_report(tmp_path):
         def finish(self):
             shown.append("finished")
 
-    from crosscheck import cli, jobs
+    from crosscheck import cli, jobs, registry
 
     args = cli._parser().parse_args([*run, "--jobs", "2"])
     jobs.run(args, "python -m crosscheck", Bar())
-    assert shown[-2:] == [(6, 6), "finished"]  # six case runs in float64, over both shards
-    assert {r[0] for r in rows[1]} == {"relu", "linear", "linear-nobias", "linear-unbatched", "linear-strided", "mse"}
+    # One case run per selected case in float64 (seven since linear-nnx-options), over both shards.
+    names = {c.name for c in registry.select(["relu", "linear", "mse"])}
+    assert shown[-2:] == [(len(names), len(names)), "finished"]
+    assert {r[0] for r in rows[1]} == names and len(names) >= 6
 
 
 def test_jobs_auto_takes_one_process_per_core_and_2_gib_of_memory_and_of_a_gpu_it_may_use(monkeypatch):

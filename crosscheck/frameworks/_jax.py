@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
-
 from ..compare import SPREAD_DRAWS, rounding_units
 from ..inputs import Inputs
 from ..plan import FD_SHIFTS, FD_STEP, ModuleRun, Plan, Stage, Vjp
 from ..plan import attempt
-from . import each
+from . import each, larger_rounding
 
 
 def _then(request, post):
@@ -35,7 +33,7 @@ def _name(plan: Plan, fn) -> str | None:
 
 
 def _fused_stages(plan: Plan) -> list[Stage]:
-    """The stages that run in the case run's one program, in the program's order."""
+    """The JAX stages of the plan that run in the case run's one program, in the program's order."""
     keys = [plan.vjp("jax"), plan.forward("jax"), plan.reference("jax")]
     if plan.case.jax_module is not None:
         keys.append(plan.module("jax"))
@@ -43,7 +41,8 @@ def _fused_stages(plan: Plan) -> list[Stage]:
         keys += [plan.forward("jax", m) for m in FD_SHIFTS]
     if plan.second_order:
         keys += [plan.hvp("jax"), plan.hvp("jax", "reference")]
-    return keys
+    planned = set(plan.stages)
+    return [k for k in keys if k.side == "jax" and k in planned]
 
 
 class JaxSide:
@@ -173,23 +172,7 @@ class JaxSide:
         return _then(a.rounding_request(fn, view.args, diff, view.cts, **more), lambda v: Vjp(back(v[0]), grads_back(v[1])))
 
     def _rounding_both(self, plan: Plan, inputs: Inputs, hvp: bool = False):
-        """The larger, per element, of the rounding errors of the reference and of the custom
-        JAX function (`_rounding`): the two compute in their own ways, and an error that one
-        way's cancellation makes (`1 + erf(x)` for gelu at x = -3.5, where the reference
-        computes `erfc`) is the other way's too, if it computes as the custom port does. Where
-        one of the two raises, the other's model serves alone (the broken one fails its own
-        checks); where both raise, the custom function's error is the stage's."""
-        models = []
-        for fn in (plan.case.jax_ref, plan.case.jax_fn):
-            try:
-                models.append(self.adapter.run_on_host(self._rounding(plan, inputs, fn, hvp)))
-            except Exception:  # a broken function fails its own checks; the other's model serves
-                if fn is plan.case.jax_fn and not models:
-                    raise
-        if len(models) == 1:
-            return models[0]
-        ref, custom = models
-        larger = lambda a, b: b if a is None else a if b is None else np.maximum(a, b)  # noqa: E731
-        if hvp:
-            return [larger(a, b) for a, b in zip(ref, custom)]
-        return Vjp(tuple(map(larger, ref.outs, custom.outs)), [larger(a, b) for a, b in zip(ref.grads, custom.grads)])
+        """The rounding models of the JAX reference and custom function that exist, the
+        larger per element (`larger_rounding`)."""
+        fns = [plan.case.jax_ref if role == "reference" else plan.case.jax_fn for role in plan.roles("jax")]
+        return larger_rounding(fns, lambda fn: self.adapter.run_on_host(self._rounding(plan, inputs, fn, hvp)), hvp)

@@ -7,7 +7,7 @@ import numpy as np
 from ..compare import UNIT_ROUNDOFF
 from ..inputs import Inputs
 from ..plan import FD_STEP, ModuleRun, Plan, Stage, Vjp
-from . import each
+from . import each, larger_rounding
 
 # The raw backward called with a subset of `needs_input_grad` must give the gradients it gives
 # with all of them: the same code on the same values, off by no more than a reordering of its
@@ -38,6 +38,8 @@ class TorchSide:
             return self._module(plan, inputs)
         if stage.op == "contract":
             return self._contract(plan, inputs)
+        if stage.op in ("rounding", "rounding-hvp"):
+            return self._rounding(plan, inputs, stage.op == "rounding-hvp")
         view = inputs.for_torch(a, dtype=stage.dtype)
         if stage.op == "hvp":
             return a.hvp(fn, view.args, diff, view.cts, view.directions)
@@ -80,3 +82,29 @@ class TorchSide:
         rng = np.random.default_rng([inputs.seeds[0], 1])
         tol = CONTRACT_ROUNDING * UNIT_ROUNDOFF[plan.dtype]
         return [p for cls, a in calls for p in backward_contract(cls, a, rng, tol, tol)]
+
+    def _rounding(self, plan: Plan, inputs: Inputs, hvp: bool):
+        """The rounding model where no JAX function is given: the same measure from torch's own
+        ops (`adapters.torch_rounding`), of the reference where one is given and of the custom
+        function, the larger per element (`larger_rounding`)."""
+        from ..adapters.torch_rounding import spread
+        from ..compare import SPREAD_DRAWS, rounding_units
+
+        case, a = plan.case, self.adapter
+        diff = [t.differentiable for t in case.tensors]
+        view = inputs.for_torch(a, dtype="float64")
+        units, n = rounding_units(plan.dtype), len(inputs.out_shapes)
+
+        def model(fn):
+            if hvp:
+                return spread(lambda: a.hvp(fn, view.args, diff, view.cts, view.directions), units, SPREAD_DRAWS)
+
+            def vjp():
+                outs, grads, _ = a.vjp(fn, view.args, diff, view.cts)
+                return [*outs, *grads]
+
+            flat = spread(vjp, units, SPREAD_DRAWS)
+            return Vjp(tuple(flat[:n]), flat[n:])
+
+        fns = [case.torch_ref if role == "reference" else case.torch_fn for role in plan.roles("torch")]
+        return larger_rounding(fns, model, hvp)

@@ -1,0 +1,85 @@
+"""The torch side's rounding model, for a torch function checked without a JAX twin.
+
+The JAX adapter measures how far rounding may move each element by evaluating the jaxpr with
+every intermediate perturbed (`jax_rounding`). A torch function alone has no jaxpr; here every
+aten op that runs (forward, backward and double backward alike) passes through a
+`TorchDispatchMode` that multiplies its floating results by `1 + s xi`, `xi` uniform in
+[-1, 1] per element. The change of each result, scaled from `s` to the dtype's unit roundoff,
+is its first-order rounding error for that draw; the root-mean-square over draws is the spread
+that `compare.allowance` takes, as from the JAX model.
+
+What it approximates: a sum's running total is rounded once per term; here the terms of a
+reduction, matrix product or convolution are perturbed through their first operand (each
+element once, at the accumulation's unit roundoff), which gives the sum's error its size
+(`sqrt(K)` terms) but draws it per operand element rather than per term.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map
+
+# The perturbation's size: small enough that second-order terms (s relative) vanish beside the
+# first, large enough that float64's own rounding (2^-53 / s relative) does not show.
+SCALE = 2.0**-20
+
+# Ops whose results are exact: they move, select or compare values without rounding them.
+EXACT = frozenset({
+    "abs", "neg", "sign", "sgn", "view", "_unsafe_view", "reshape", "expand", "permute", "transpose", "t",
+    "squeeze", "unsqueeze", "select", "slice", "index", "index_select", "gather", "cat", "stack", "split",
+    "split_with_sizes", "unbind", "clone", "detach", "alias", "_to_copy", "to", "copy", "contiguous",
+    "where", "masked_fill", "maximum", "minimum", "max", "min", "amax", "amin", "clamp", "clamp_min",
+    "clamp_max", "relu", "floor", "ceil", "round", "trunc", "eq", "ne", "lt", "le", "gt", "ge", "isfinite",
+    "isnan", "logical_not", "logical_and", "logical_or", "zeros_like", "ones_like", "empty_like", "full_like",
+    "new_zeros", "new_ones", "new_empty", "zeros", "ones", "empty", "full", "fill", "scalar_tensor",
+    "lift_fresh", "constant_pad_nd", "flip", "roll", "diagonal", "as_strided", "randn_like", "rand_like",
+})
+
+# Sums: which argument holds the terms.
+SUMS = {"sum": 0, "mean": 0, "mm": 0, "bmm": 0, "matmul": 0, "mv": 0, "dot": 0, "addmm": 1, "baddbmm": 1,
+        "convolution": 0, "cumsum": 0, "einsum": 1, "linear": 0}
+
+
+class _Perturbed(TorchDispatchMode):
+    """Every floating result `z` becomes `z (1 + scale xi)`, the terms of sums `t (1 + acc xi)`."""
+
+    def __init__(self, scale: float, acc: float, seed: int):
+        super().__init__()
+        self.scale, self.acc = scale, acc
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _perturb(self, z, scale):
+        # A ZeroTensor (autograd's known zero, as a double backward makes) rounds nothing, and
+        # arithmetic on it here crashes the process.
+        if not isinstance(z, torch.Tensor) or not z.is_floating_point() or z._is_zerotensor():
+            return z
+        xi = torch.rand(z.shape, generator=self.generator, dtype=torch.float64).mul_(2).sub_(1).to(z.device, z.dtype)
+        # An infinite value (a masked logit) is not rounded: it stays where it is.
+        return z + torch.where(torch.isfinite(z), z, torch.zeros_like(z)) * (scale * xi)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in SUMS and len(args) > SUMS[name]:
+            args = list(args)
+            args[SUMS[name]] = self._perturb(args[SUMS[name]], self.acc)
+        out = func(*args, **(kwargs or {}))
+        if name in EXACT or name.endswith("_"):  # in place: the result is an argument, left alone
+            return out
+        return tree_map(lambda z: self._perturb(z, self.scale), out)
+
+
+def spread(compute, units: tuple[float, float], draws: int):
+    """Per element of `compute()` (a list of numpy arrays or None, recomputed per draw, in
+    float64): the root-mean-square over `draws` of its first-order rounding error, each result
+    rounded with unit roundoff `units[0]` and each sum's terms with `units[1]`."""
+    base = compute()
+    total = [None if b is None else np.zeros_like(b) for b in base]
+    for d in range(draws):
+        with _Perturbed(SCALE, SCALE * units[1] / units[0], 0x5EED + d):
+            moved = compute()
+        for i, (b, m) in enumerate(zip(base, moved)):
+            if b is not None:
+                total[i] += np.square((m - b) * (units[0] / SCALE))
+    return [None if t is None else np.sqrt(t / draws) for t in total]
