@@ -108,10 +108,11 @@ def _bwd(scale, is_causal, rate, res, g):
 _attention.defvjp(_fwd, _bwd)
 
 
-def _unsupported(**options):
+def _unsupported(builtin, **options):
+    """Refuse the built-in's arguments out of scope here, naming the built-in that takes them."""
     for name, (value, ok) in options.items():
         if not ok:
-            raise ValueError(f"`{name}` (={value}) is not supported")
+            raise ValueError(f"`{name}` (={value}) is not supported; use {builtin}")
 
 
 def _broadcasts(shape, target) -> bool:
@@ -131,7 +132,7 @@ def _attend(query, key, value, bias, mask, scale, is_causal, rate=0.0, keep=None
     if query.ndim != key.ndim or query.ndim < 3 or query.dtype != key.dtype:
         raise ValueError(f"`query` (={query.shape} {query.dtype}) must be (B, T, N, H) like `key` (={key.shape} {key.dtype})")
     if query.shape[:-3] != key.shape[:-3] or query.shape[-2:] != key.shape[-2:]:
-        raise ValueError(f"`query` (={query.shape}) must share B, N and H with `key` (={key.shape}); GQA is not supported")
+        raise ValueError(f"`query` (={query.shape}) must share B, N and H with `key` (={key.shape}); GQA is not supported; use jax.nn.dot_product_attention")
     if mask is not None and jnp.asarray(mask).dtype != jnp.bool_:
         raise ValueError(f"`mask` dtype (={jnp.asarray(mask).dtype}) must be bool; pass additive masks as `bias`")
     logits_shape = (*query.shape[:-3], query.shape[-2], query.shape[-3], key.shape[-3])
@@ -178,6 +179,7 @@ def dot_product_attention(
         `(B, T, N, H)`, the shape of `query`.
     """
     _unsupported(
+        "jax.nn.dot_product_attention",
         query_seq_lengths=(query_seq_lengths, query_seq_lengths is None),
         key_value_seq_lengths=(key_value_seq_lengths, key_value_seq_lengths is None),
         local_window_size=(local_window_size, local_window_size is None),
@@ -299,6 +301,7 @@ def nnx_attention_fn(
         `(..., T, N, H)`.
     """
     _unsupported(
+        "flax.nnx.dot_product_attention",
         precision=(precision, precision is None),
         module=(module, module is None),
     )
@@ -388,6 +391,7 @@ class MultiHeadAttention(nnx.Module):
         key_ln_scale_metadata=MappingProxyType({}),
     ):
         _unsupported(
+            "flax.nnx.MultiHeadAttention",
             num_kv_heads=(num_kv_heads, num_kv_heads in (None, num_heads)),
             precision=(precision, precision is None),
             normalize_qk=(normalize_qk, not normalize_qk),
@@ -459,6 +463,7 @@ class MultiHeadAttention(nnx.Module):
         if decode is None:
             raise ValueError("`decode` (=None) must be given, to the constructor or the call")
         _unsupported(
+            "flax.nnx.MultiHeadAttention",
             decode=(decode, not decode),
             sow_weights=(sow_weights, not sow_weights),
             out_sharding=(out_sharding, out_sharding is None),

@@ -162,7 +162,10 @@ def _check_attention(query, key, value, attn_mask, dropout_p, is_causal, enable_
         )
     if query.dim() >= 3 and key.dim() >= 3 and query.shape[-3] != key.shape[-3]:
         if enable_gqa:
-            raise ValueError(f"`enable_gqa` (=True) with {query.shape[-3]} query heads and {key.shape[-3]} key heads is not supported")
+            raise ValueError(
+                f"`enable_gqa` (=True) with {query.shape[-3]} query heads and {key.shape[-3]} key heads is not "
+                "supported; use torch.nn.functional.scaled_dot_product_attention"
+            )
     if attn_mask is not None:
         if attn_mask.dtype != torch.bool and attn_mask.dtype != query.dtype:
             raise ValueError(f"`attn_mask` dtype (={attn_mask.dtype}) must be bool or the query dtype (={query.dtype})")
