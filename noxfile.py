@@ -76,9 +76,10 @@ def mutants(session: nox.Session) -> None:
     session.run("python", "-m", "crosscheck", "mutants", *(session.posargs or every))
 
 
-# The backward code: autograd.Function `backward`s, custom_vjp `*_bwd` rules and the gradient
-# helpers they call (named `*_backward`, `*_grad(s)`, and norm's `_xhat_vjp`).
-BACKWARD = re.compile(r"(^|\.)backward$|_backward$|_bwd$|_grads?$|^_xhat_vjp$")
+# The backward code: autograd.Function `backward`s (AppendRowFunction's for attention's appended
+# rows among them), custom_vjp `*_bwd` rules (`_append_bwd` too) and the gradient helpers they
+# call (named `*_backward`, `*_grad(s)`, norm's `_xhat_vjp` and the JAX pad's `_gathered_sum`).
+BACKWARD = re.compile(r"(^|\.)backward$|_backward$|_bwd$|_grads?$|^_xhat_vjp$|^_gathered_sum$")
 
 
 def _backward_coverage(session: nox.Session, path: str) -> None:

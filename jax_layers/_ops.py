@@ -62,3 +62,12 @@ def params(kernel_shape, out_features, use_bias, param_dtype, kernel_init, bias_
     if not use_bias:
         return kernel, nnx.data(None)
     return kernel, nnx.Param(bias_init(rngs.params(), (out_features,), param_dtype), **bias_metadata)
+
+
+def refuse_out_sharding(out_sharding, builtin: str) -> None:
+    """The error for flax.nnx's `out_sharding`, which the hand-written backwards do not follow."""
+    if out_sharding is not None:
+        raise ValueError(
+            f"`out_sharding` (={out_sharding!r}) is not supported (the backward's products are not "
+            f"sharded to match); use {builtin}"
+        )

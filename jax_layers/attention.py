@@ -20,6 +20,8 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.nnx.nn import dtypes
 
+from ._kv import append_row
+from .dropout import _check_rate, _dropout, check_mask
 from .linear import linear
 
 default_kernel_init = nnx.initializers.lecun_normal()
@@ -55,19 +57,26 @@ def _cast(x, dtype):
     return None if x is None else x.astype(dtype)
 
 
-def _attention_impl(scale, is_causal, query, key, value, bias, mask):
+def _weights(scale, is_causal, rate, q, k, b, mask, keep):
+    """`(P, W)`: the softmax and the weights after dropout (`W = P` without a keep mask)."""
+    p = _probs(q, k, b, mask, is_causal, scale)
+    return p, (p if keep is None else _dropout(rate, p, keep))
+
+
+def _attention_impl(scale, is_causal, rate, query, key, value, bias, mask, keep):
     cd = _compute_dtype(query.dtype)
-    p = _probs(query.astype(cd), key.astype(cd), _cast(bias, cd), mask, is_causal, scale)
-    return jnp.einsum("...nts,...snh->...tnh", p, value.astype(cd)).astype(query.dtype)
+    _, w = _weights(scale, is_causal, rate, query.astype(cd), key.astype(cd), _cast(bias, cd), mask, keep)
+    return jnp.einsum("...nts,...snh->...tnh", w, value.astype(cd)).astype(query.dtype)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _attention(scale, is_causal, query, key, value, bias, mask):
-    return _attention_impl(scale, is_causal, query, key, value, bias, mask)
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _attention(scale, is_causal, rate, query, key, value, bias, mask, keep):
+    return _attention_impl(scale, is_causal, rate, query, key, value, bias, mask, keep)
 
 
-def _fwd(scale, is_causal, query, key, value, bias, mask):
-    return _attention_impl(scale, is_causal, query, key, value, bias, mask), (query, key, value, bias, mask)
+def _fwd(scale, is_causal, rate, query, key, value, bias, mask, keep):
+    out = _attention_impl(scale, is_causal, rate, query, key, value, bias, mask, keep)
+    return out, (query, key, value, bias, mask, keep)
 
 
 def _sum_to(x, shape):
@@ -77,29 +86,33 @@ def _sum_to(x, shape):
     return jnp.sum(x, axis=axes, keepdims=True).reshape(shape)
 
 
-def _bwd(scale, is_causal, res, g):
-    """With `P = softmax(S)`, `S = scale Q K^T + bias`, `O = P V`: `dV = P^T dO`, `dP = dO V^T`,
+def _bwd(scale, is_causal, rate, res, g):
+    """With `P = softmax(S)`, `S = scale Q K^T + bias`, dropout `W = P * keep / (1 - rate)`
+    (`W = P` without it) and `O = W V`: `dV = W^T dO`, `dW = dO V^T`, `dP = dW * keep / (1 - rate)`,
     `dS = P * (dP - rowsum(dP * P))`, `dQ = scale dS K`, `dK = scale dS^T Q`, `dbias = dS`."""
-    query, key, value, bias, mask = res
+    query, key, value, bias, mask, keep = res
     cd = _compute_dtype(query.dtype)
     q, k, v, b, g = query.astype(cd), key.astype(cd), value.astype(cd), _cast(bias, cd), g.astype(cd)
-    p = _probs(q, k, b, mask, is_causal, scale)
-    grad_v = jnp.einsum("...nts,...tnh->...snh", p, g)
+    p, w = _weights(scale, is_causal, rate, q, k, b, mask, keep)
+    grad_v = jnp.einsum("...nts,...tnh->...snh", w, g)
     dp = jnp.einsum("...tnh,...snh->...nts", g, v)
+    if keep is not None:
+        dp = _dropout(rate, dp, keep)
     ds = p * (dp - jnp.sum(dp * p, axis=-1, keepdims=True))
     grad_q = jnp.einsum("...nts,...snh->...tnh", ds, k) * scale
     grad_k = jnp.einsum("...nts,...tnh->...snh", ds, q) * scale
     grad_bias = None if bias is None else _sum_to(ds, bias.shape).astype(bias.dtype)
-    return grad_q.astype(query.dtype), grad_k.astype(key.dtype), grad_v.astype(value.dtype), grad_bias, None
+    return grad_q.astype(query.dtype), grad_k.astype(key.dtype), grad_v.astype(value.dtype), grad_bias, None, None
 
 
 _attention.defvjp(_fwd, _bwd)
 
 
-def _unsupported(**options):
+def _unsupported(builtin, **options):
+    """Refuse the built-in's arguments out of scope here, naming the built-in that takes them."""
     for name, (value, ok) in options.items():
         if not ok:
-            raise ValueError(f"`{name}` (={value}) is not supported")
+            raise ValueError(f"`{name}` (={value}) is not supported; use {builtin}")
 
 
 def _broadcasts(shape, target) -> bool:
@@ -107,6 +120,34 @@ def _broadcasts(shape, target) -> bool:
         return jnp.broadcast_shapes(shape, target) == tuple(target)
     except ValueError:
         return False
+
+
+def _attend(query, key, value, bias, mask, scale, is_causal, rate=0.0, keep=None, dropout_rng=None,
+            broadcast_dropout=True):
+    """`dot_product_attention`, with dropout of `rate` on the weights: by the keep mask `keep`
+    (True keeps), or drawn from `dropout_rng` as flax.nnx.dot_product_attention draws it."""
+    query, key, value = jnp.asarray(query), jnp.asarray(key), jnp.asarray(value)
+    if key.shape != value.shape or key.dtype != value.dtype:
+        raise ValueError(f"`value` (={value.shape} {value.dtype}) must match `key` (={key.shape} {key.dtype})")
+    if query.ndim != key.ndim or query.ndim < 3 or query.dtype != key.dtype:
+        raise ValueError(f"`query` (={query.shape} {query.dtype}) must be (B, T, N, H) like `key` (={key.shape} {key.dtype})")
+    if query.shape[:-3] != key.shape[:-3] or query.shape[-2:] != key.shape[-2:]:
+        raise ValueError(f"`query` (={query.shape}) must share B, N and H with `key` (={key.shape}); GQA is not supported; use jax.nn.dot_product_attention")
+    if mask is not None and jnp.asarray(mask).dtype != jnp.bool_:
+        raise ValueError(f"`mask` dtype (={jnp.asarray(mask).dtype}) must be bool; pass additive masks as `bias`")
+    logits_shape = (*query.shape[:-3], query.shape[-2], query.shape[-3], key.shape[-3])
+    for name, t in (("bias", bias), ("mask", mask)):
+        if t is not None and not _broadcasts(jnp.shape(t), logits_shape):
+            raise ValueError(f"`{name}` (={jnp.shape(t)}) must broadcast to (B, N, T, S) = {logits_shape}")
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
+    if rate > 0 and keep is None:
+        if dropout_rng is None:
+            raise ValueError(f"`dropout_rng` (=None) must be given for `dropout_rate` (={rate}) without a `dropout_mask`")
+        shape = (1,) * (key.ndim - 2) + logits_shape[-2:] if broadcast_dropout else logits_shape
+        keep = jax.random.bernoulli(dropout_rng, 1.0 - rate, shape)
+    if keep is not None:
+        keep = check_mask(keep, logits_shape, "the attention weights' shape (B, N, T, S)", "dropout_mask")
+    return _attention(scale, bool(is_causal), float(rate), query, key, value, bias, mask, keep)
 
 
 def dot_product_attention(
@@ -138,27 +179,14 @@ def dot_product_attention(
         `(B, T, N, H)`, the shape of `query`.
     """
     _unsupported(
+        "jax.nn.dot_product_attention",
         query_seq_lengths=(query_seq_lengths, query_seq_lengths is None),
         key_value_seq_lengths=(key_value_seq_lengths, key_value_seq_lengths is None),
         local_window_size=(local_window_size, local_window_size is None),
         implementation=(implementation, implementation in (None, "xla")),
         return_residual=(return_residual, not return_residual),
     )
-    query, key, value = jnp.asarray(query), jnp.asarray(key), jnp.asarray(value)
-    if key.shape != value.shape or key.dtype != value.dtype:
-        raise ValueError(f"`value` (={value.shape} {value.dtype}) must match `key` (={key.shape} {key.dtype})")
-    if query.ndim != key.ndim or query.ndim < 3 or query.dtype != key.dtype:
-        raise ValueError(f"`query` (={query.shape} {query.dtype}) must be (B, T, N, H) like `key` (={key.shape} {key.dtype})")
-    if query.shape[:-3] != key.shape[:-3] or query.shape[-2:] != key.shape[-2:]:
-        raise ValueError(f"`query` (={query.shape}) must share B, N and H with `key` (={key.shape}); GQA is not supported")
-    if mask is not None and jnp.asarray(mask).dtype != jnp.bool_:
-        raise ValueError(f"`mask` dtype (={jnp.asarray(mask).dtype}) must be bool; pass additive masks as `bias`")
-    logits_shape = (*query.shape[:-3], query.shape[-2], query.shape[-3], key.shape[-3])
-    for name, t in (("bias", bias), ("mask", mask)):
-        if t is not None and not _broadcasts(jnp.shape(t), logits_shape):
-            raise ValueError(f"`{name}` (={jnp.shape(t)}) must broadcast to (B, N, T, S) = {logits_shape}")
-    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
-    return _attention(scale, bool(is_causal), query, key, value, bias, mask)
+    return _attend(query, key, value, bias, mask, scale, is_causal)
 
 
 class DotProductAttention(nnx.Module):
@@ -187,6 +215,19 @@ def _project(x, kernel, bias, n_in: int):
     return y.reshape(*lead, *out_shape)
 
 
+def _append_rows(k, v, mask, bias_k, bias_v, add_zero_attn):
+    """Keys, values and bool mask with torch's appended rows: the biases, then zeros."""
+    rows = ([(bias_k, bias_v, "bias_k")] if bias_k is not None else []) + ([(None, None, "add_zero_attn")] if add_zero_attn else [])
+    if (bias_k is None) != (bias_v is None):
+        raise ValueError(f"`bias_k` and `bias_v` (given: {bias_k is not None}, {bias_v is not None}) go together")
+    for row_k, row_v, name in rows:
+        k, v = append_row(k, row_k, name), append_row(v, row_v, name.replace("_k", "_v"))
+    if mask is not None and rows and jnp.shape(mask)[-1] != 1:
+        # Every query may attend to the appended keys.
+        mask = jnp.pad(jnp.asarray(mask), [(0, 0)] * (jnp.ndim(mask) - 1) + [(0, len(rows))], constant_values=True)
+    return k, v, mask
+
+
 def multi_head_attention(
     inputs_q: jax.Array,
     inputs_k: jax.Array,
@@ -202,15 +243,28 @@ def multi_head_attention(
     *,
     mask: jax.Array | None = None,
     is_causal: bool = False,
+    bias_k: jax.Array | None = None,
+    bias_v: jax.Array | None = None,
+    add_zero_attn: bool = False,
+    dropout_rate: float = 0.0,
+    dropout_mask: jax.Array | None = None,
+    dropout_rng: jax.Array | None = None,
+    broadcast_dropout: bool = True,
 ) -> jax.Array:
-    """`flax.nnx.MultiHeadAttention`'s forward as a function of its parameters.
+    """`flax.nnx.MultiHeadAttention`'s forward as a function of its parameters, with torch's
+    `add_bias_kv` / `add_zero_attn` rows.
 
     Args:
-        inputs_q: `(..., T, in)`; inputs_k, inputs_v: `(..., S, in_kv)`.
-        query_kernel: `(in, heads, head_dim)`; key_kernel, value_kernel: `(in_kv, heads, head_dim)`.
+        inputs_q: `(..., T, in)`; inputs_k: `(..., S, in_k)`; inputs_v: `(..., S, in_v)`.
+        query_kernel: `(in, heads, head_dim)`; key_kernel: `(in_k, heads, head_dim)`;
+            value_kernel: `(in_v, heads, head_dim)`.
         out_kernel: `(heads, head_dim, out)`.
         query_bias, key_bias, value_bias: `(heads, head_dim)`; out_bias: `(out,)`.
         mask: bool, True = take part, broadcastable to `(..., heads, T, S)`.
+        bias_k, bias_v: `(heads, head_dim)` rows appended to the projected keys and values
+            (torch's `add_bias_kv`), or None; add_zero_attn: append a row of zeros after them.
+        dropout_rate, dropout_mask, dropout_rng, broadcast_dropout: dropout on the weights,
+            as in `nnx_attention_fn`; the mask's key axis counts the appended rows.
 
     Returns:
         `(..., T, out)`.
@@ -218,21 +272,45 @@ def multi_head_attention(
     q = _project(inputs_q, query_kernel, query_bias, 1)
     k = _project(inputs_k, key_kernel, key_bias, 1)
     v = _project(inputs_v, value_kernel, value_bias, 1)
-    return _project(dot_product_attention(q, k, v, mask=mask, is_causal=is_causal), out_kernel, out_bias, 2)
+    k, v, mask = _append_rows(k, v, mask, bias_k, bias_v, add_zero_attn)
+    rate = _check_rate(dropout_rate, "dropout_rate")
+    x = _attend(q, k, v, None, mask, None, is_causal, rate, dropout_mask if rate else None, dropout_rng, broadcast_dropout)
+    return _project(x, out_kernel, out_bias, 2)
 
 
 def nnx_attention_fn(
     query, key, value, bias=None, mask=None, broadcast_dropout=True, dropout_rng=None, dropout_rate=0.0,
     deterministic=False, dtype=None, precision=None, module=None, promote_dtype=dtypes.promote_dtype, is_causal=False,
+    *, dropout_mask=None,
 ):
-    """`dot_product_attention` behind `flax.nnx.dot_product_attention`'s signature (no dropout, no sow)."""
+    """Drop-in for `flax.nnx.dot_product_attention` (no `precision`, no sowing), plus an optional
+    explicit dropout keep mask.
+
+    Args:
+        query: `(..., T, N, H)`; key, value: `(..., S, N, H)`.
+        bias, mask: as in `dot_product_attention`; a non-bool mask is read as bool.
+        broadcast_dropout, dropout_rng, dropout_rate, deterministic: as flax's: unless
+            `deterministic`, the weights are dropped with probability `dropout_rate` (the kept
+            ones divided by `1 - dropout_rate`), by a mask drawn from `dropout_rng` as flax
+            draws it, shared over the batch and heads with `broadcast_dropout`. At rate 1 every
+            weight is dropped (flax's gives NaN there).
+        dropout_mask: the keep mask (True keeps), broadcastable to `(..., N, T, S)`, used
+            instead of a draw, so that another framework can drop the same weights.
+
+    Returns:
+        `(..., T, N, H)`.
+    """
     _unsupported(
-        dropout_rate=(dropout_rate, dropout_rate == 0.0 or deterministic),
+        "flax.nnx.dot_product_attention",
         precision=(precision, precision is None),
         module=(module, module is None),
     )
+    rate = _check_rate(dropout_rate, "dropout_rate")
     query, key, value = promote_dtype((query, key, value), dtype=dtype)
-    return dot_product_attention(query, key, value, bias, None if mask is None else mask.astype(bool), is_causal=is_causal)
+    if deterministic or rate == 0:
+        rate, dropout_mask, dropout_rng = 0.0, None, None
+    return _attend(query, key, value, bias, None if mask is None else mask.astype(bool), None, is_causal, rate,
+                   dropout_mask, dropout_rng, broadcast_dropout)
 
 
 class _Projection(nnx.Module):
@@ -261,7 +339,7 @@ class _Projection(nnx.Module):
 
 
 class MultiHeadAttention(nnx.Module):
-    """Drop-in for `flax.nnx.MultiHeadAttention` without dropout, decode, GQA or QK-norm.
+    """Drop-in for `flax.nnx.MultiHeadAttention` without decode, GQA or QK-norm.
 
     Params `query`/`key`/`value` with `kernel (in, heads, head_dim)` and `bias (heads, head_dim)`,
     `out` with `kernel (heads, head_dim, out)` and `bias (out,)`, drawn in the built-in's key
@@ -313,8 +391,8 @@ class MultiHeadAttention(nnx.Module):
         key_ln_scale_metadata=MappingProxyType({}),
     ):
         _unsupported(
+            "flax.nnx.MultiHeadAttention",
             num_kv_heads=(num_kv_heads, num_kv_heads in (None, num_heads)),
-            dropout_rate=(dropout_rate, dropout_rate == 0.0),
             precision=(precision, precision is None),
             normalize_qk=(normalize_qk, not normalize_qk),
             qkv_dot_general=(qkv_dot_general, qkv_dot_general is None and qkv_dot_general_cls is None),
@@ -329,7 +407,8 @@ class MultiHeadAttention(nnx.Module):
         if self.qkv_features % num_heads:
             raise ValueError(f"`qkv_features` (={self.qkv_features}) must be divisible by `num_heads` (={num_heads})")
         self.dtype, self.param_dtype = dtype, param_dtype
-        self.broadcast_dropout, self.dropout_rate, self.deterministic = broadcast_dropout, 0.0, deterministic
+        self.broadcast_dropout, self.deterministic = broadcast_dropout, deterministic
+        self.dropout_rate = _check_rate(dropout_rate, "dropout_rate")
         self.precision, self.use_bias, self.attention_fn = None, use_bias, attention_fn
         self.decode, self.normalize_qk = decode, False
         self.qkv_promote_dtype, self.out_promote_dtype, self.ln_promote_dtype = qkv_promote_dtype, out_promote_dtype, ln_promote_dtype
@@ -352,7 +431,8 @@ class MultiHeadAttention(nnx.Module):
             promote_dtype=out_promote_dtype, kernel_metadata=out_kernel_metadata or kernel_metadata,
             bias_metadata=out_bias_metadata or bias_metadata, rngs=rngs,
         )
-        self.rngs = None
+        # As the built-in: a stream of its own for dropout, forked after the parameters' draws.
+        self.rngs = rngs.dropout.fork() if keep_rngs and dropout_rate > 0 else None
         self.cached_key = nnx.data(None)
         self.cached_value = nnx.data(None)
         self.cache_index = nnx.data(None)
@@ -371,15 +451,19 @@ class MultiHeadAttention(nnx.Module):
         is_causal: bool = False,
         out_sharding=None,
         qkv_sharding=None,
+        dropout_mask: jax.Array | None = None,
     ) -> jax.Array:
         """`inputs_q (..., T, in)`, `inputs_k`/`inputs_v (..., S, in_kv)` -> `(..., T, out)`.
 
-        `mask` is bool (True = take part), broadcastable to `(..., heads, T, S)`.
+        `mask` is bool (True = take part), broadcastable to `(..., heads, T, S)`. With dropout
+        (not deterministic), `dropout_mask` (True keeps, broadcastable to `(..., heads, T, S)`)
+        replaces the draw from `rngs`, so that another framework can drop the same weights.
         """
         decode = decode if decode is not None else self.decode
         if decode is None:
             raise ValueError("`decode` (=None) must be given, to the constructor or the call")
         _unsupported(
+            "flax.nnx.MultiHeadAttention",
             decode=(decode, not decode),
             sow_weights=(sow_weights, not sow_weights),
             out_sharding=(out_sharding, out_sharding is None),
@@ -393,9 +477,26 @@ class MultiHeadAttention(nnx.Module):
             inputs_v = inputs_k
         if inputs_q.shape[-1] != self.in_features:
             raise ValueError(f"`inputs_q` last dim (={inputs_q.shape[-1]}) must be `in_features` (={self.in_features})")
+        deterministic, dropout_rng = self._dropout_rng(deterministic, rngs, dropout_mask)
+        # The mask only where given: a user's `attention_fn` need not take it.
+        extra = {} if dropout_mask is None else {"dropout_mask": dropout_mask}
         x = self.attention_fn(
-            self.query(inputs_q), self.key(inputs_k), self.value(inputs_v), mask=mask, dropout_rng=None,
-            dropout_rate=0.0, broadcast_dropout=self.broadcast_dropout, deterministic=True, dtype=self.dtype,
-            precision=None, module=None, is_causal=is_causal,
+            self.query(inputs_q), self.key(inputs_k), self.value(inputs_v), mask=mask, dropout_rng=dropout_rng,
+            dropout_rate=self.dropout_rate, broadcast_dropout=self.broadcast_dropout, deterministic=deterministic,
+            dtype=self.dtype, precision=None, module=None, is_causal=is_causal, **extra,
         )
         return self.out(x)
+
+    def _dropout_rng(self, deterministic, rngs, dropout_mask):
+        """`(deterministic, dropout key)`, resolved as the built-in resolves them."""
+        if self.dropout_rate == 0:
+            return True, None
+        deterministic = deterministic if deterministic is not None else self.deterministic
+        if deterministic is None:
+            raise ValueError("`deterministic` (=None) must be given, to the constructor or the call, with dropout")
+        if deterministic or dropout_mask is not None:
+            return deterministic, None
+        rngs = self.rngs if rngs is None else rngs.dropout if isinstance(rngs, nnx.Rngs) else rngs
+        if rngs is None:
+            raise ValueError("`rngs` (=None) must be given to the call without a `dropout_mask` when `keep_rngs` (=False)")
+        return False, rngs()

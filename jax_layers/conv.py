@@ -20,7 +20,7 @@ from flax.nnx.nn import dtypes
 from jax import lax
 
 from . import _pad
-from ._ops import ConvOps, params, widened
+from ._ops import ConvOps, params, refuse_out_sharding, widened
 
 default_kernel_init = nnx.initializers.lecun_normal()
 default_bias_init = nnx.initializers.zeros_init()
@@ -335,8 +335,9 @@ class Conv(nnx.Module):
         self.conv_general_dilated, self.promote_dtype = conv_general_dilated, promote_dtype
         self.preferred_element_type = preferred_element_type
 
-    def __call__(self, inputs: jax.Array) -> jax.Array:
+    def __call__(self, inputs: jax.Array, out_sharding=None) -> jax.Array:
         """`(*batch, *spatial, in) -> (*batch, *out_spatial, out)`."""
+        refuse_out_sharding(out_sharding, "flax.nnx.Conv")
         kernel = self.kernel[...]
         if self.mask is not None:
             if self.mask.shape != self.kernel_shape:
@@ -399,7 +400,7 @@ class ConvTranspose(nnx.Module):
     def __call__(self, inputs: jax.Array) -> jax.Array:
         """`(*batch, *spatial, in) -> (*batch, *out_spatial, out)`."""
         if self.padding == "CIRCULAR":
-            raise ValueError(f"`padding` (={self.padding!r}) is not implemented; use explicit pairs")
+            raise ValueError(f"`padding` (={self.padding!r}) is not supported; use explicit pairs, or flax.nnx.ConvTranspose")
         kernel = self.kernel[...]
         if self.mask is not None:
             if self.mask.shape != self.kernel_shape:

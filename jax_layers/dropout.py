@@ -38,10 +38,22 @@ def _dropout_bwd(rate, res, g):
 _dropout_vjp.defvjp(_dropout_fwd, _dropout_bwd)
 
 
-def _check_rate(rate) -> float:
+def _check_rate(rate, name: str = "rate") -> float:
     if not 0 <= rate <= 1:
-        raise ValueError(f"`rate` (={rate}) must be between 0 and 1")
+        raise ValueError(f"`{name}` (={rate}) must be between 0 and 1")
     return float(rate)
+
+
+def check_mask(mask, shape, what: str = "`x`'s shape", name: str = "mask") -> jax.Array:
+    """`mask` as a bool array of `shape`, if it broadcasts to `shape` (`what`, in errors)."""
+    mask = jnp.asarray(mask)
+    try:
+        fits = jnp.broadcast_shapes(mask.shape, tuple(shape)) == tuple(shape)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"`{name}` (shape {mask.shape}) must broadcast to {what} {tuple(shape)}")
+    return jnp.broadcast_to(mask.astype(bool), shape)
 
 
 def dropout(x: jax.Array, rate: float, mask: jax.Array) -> jax.Array:
@@ -55,15 +67,7 @@ def dropout(x: jax.Array, rate: float, mask: jax.Array) -> jax.Array:
     Returns:
         The shape of `x`; the gradient is masked and scaled the same way.
     """
-    rate = _check_rate(rate)
-    mask = jnp.asarray(mask)
-    try:
-        fits = jnp.broadcast_shapes(mask.shape, x.shape) == x.shape
-    except ValueError:
-        fits = False
-    if not fits:
-        raise ValueError(f"`mask` (shape {mask.shape}) must broadcast to `x`'s shape {x.shape}")
-    return _dropout_vjp(rate, x, jnp.broadcast_to(mask.astype(bool), x.shape))
+    return _dropout_vjp(_check_rate(rate), x, check_mask(mask, x.shape))
 
 
 class Dropout(nnx.Module):

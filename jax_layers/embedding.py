@@ -7,12 +7,15 @@ the shape of the weight, not its values, so only the indices are kept as residua
 from __future__ import annotations
 
 from functools import partial
+from types import MappingProxyType
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from flax.nnx.nn import dtypes
 from flax.nnx.nn.linear import default_embed_init
 
+from ._ops import refuse_out_sharding
 from .linear import linear
 
 
@@ -94,25 +97,29 @@ class Embed(nnx.Module):
         dtype=None,
         param_dtype=jnp.float32,
         embedding_init=default_embed_init,
+        promote_dtype=dtypes.promote_dtype,
         padding_idx: int | None = None,
         rngs: nnx.Rngs,
+        embedding_metadata=MappingProxyType({}),
     ):
         # The same single key as flax.nnx.Embed, so equal Rngs give equal tables.
         table = embedding_init(rngs.params(), (num_embeddings, features), param_dtype)
         self.padding_idx = _padding_index(padding_idx, num_embeddings)
         if self.padding_idx is not None:
             table = table.at[self.padding_idx].set(0)
-        self.embedding = nnx.Param(table)
+        self.embedding = nnx.Param(table, **embedding_metadata)
         self.num_embeddings = num_embeddings
         self.features = features
         self.dtype = dtype or self.embedding.dtype
         self.param_dtype = param_dtype
+        self.promote_dtype = promote_dtype
 
-    def __call__(self, inputs: jax.Array) -> jax.Array:
+    def __call__(self, inputs: jax.Array, out_sharding=None) -> jax.Array:
         """`(...)` integer indices -> `(..., features)`."""
+        refuse_out_sharding(out_sharding, "flax.nnx.Embed")
         if not jnp.issubdtype(inputs.dtype, jnp.integer):
             raise ValueError(f"`inputs` (dtype {inputs.dtype}) must hold integer indices")
-        table = self.embedding[...].astype(self.dtype)
+        (table,) = self.promote_dtype((self.embedding[...],), dtype=self.dtype, inexact=False)
         if self.num_embeddings == 1:
             # flax broadcasts the single row whatever the index; so do all indices read row 0.
             inputs = jnp.zeros_like(inputs)

@@ -16,7 +16,7 @@ from flax import nnx
 from flax.nnx.nn import dtypes
 from jax import lax
 
-from ._ops import DotOps, params, widened
+from ._ops import DotOps, params, refuse_out_sharding, widened
 
 default_kernel_init = nnx.initializers.lecun_normal()
 default_bias_init = nnx.initializers.zeros_init()
@@ -109,11 +109,7 @@ class Linear(nnx.Module):
 
     def __call__(self, inputs: jax.Array, out_sharding=None) -> jax.Array:
         """`(..., in) -> (..., out)`."""
-        if out_sharding is not None:
-            raise ValueError(
-                f"`out_sharding` (={out_sharding!r}) is not supported (the backward's products are not "
-                "sharded to match); use flax.nnx.Linear"
-            )
+        refuse_out_sharding(out_sharding, "flax.nnx.Linear")
         bias = None if self.bias is None else self.bias[...]
         x, kernel, bias = self.promote_dtype((inputs, self.kernel[...], bias), dtype=self.dtype)
         return linear(x, kernel, bias, precision=self.precision, preferred_element_type=self.preferred_element_type,

@@ -305,10 +305,12 @@ def batch_norm(
     return _batch_norm_eval(cfg, x, mean, var, scale, bias)
 
 
-def _unsupported(**options) -> None:
+def _unsupported(layer, **options) -> None:
+    """Refuse the flax.nnx arguments out of scope here (cross-device statistics, masks), naming
+    the built-in that takes them."""
     for name, value in options.items():
         if value is not None:
-            raise ValueError(f"`{name}` (={value!r}) is not supported by this layer; pass None")
+            raise ValueError(f"`{name}` (={value!r}) is not supported by this layer; pass None, or use flax.nnx.{type(layer).__name__}")
 
 
 class LayerNorm(nnx.Module):
@@ -330,7 +332,7 @@ class LayerNorm(nnx.Module):
         bias_metadata: tp.Mapping[str, tp.Any] = MappingProxyType({}),
         scale_metadata: tp.Mapping[str, tp.Any] = MappingProxyType({}),
     ):
-        _unsupported(axis_name=axis_name, axis_index_groups=axis_index_groups)
+        _unsupported(self, axis_name=axis_name, axis_index_groups=axis_index_groups)
         shape = (num_features,)
         # Same key order as flax.nnx.LayerNorm, so equal Rngs give equal parameters.
         self.scale = nnx.Param(scale_init(rngs.params(), shape, param_dtype), **scale_metadata) if use_scale else nnx.data(None)
@@ -342,7 +344,7 @@ class LayerNorm(nnx.Module):
         self.use_fast_variance, self.promote_dtype = use_fast_variance, promote_dtype
 
     def __call__(self, x, *, mask=None):
-        _unsupported(mask=mask)
+        _unsupported(self, mask=mask)
         scale = None if self.scale is None else self.scale[...]
         bias = None if self.bias is None else self.bias[...]
         x, scale, bias = self.promote_dtype((x, scale, bias), dtype=self.dtype)
@@ -362,7 +364,7 @@ class RMSNorm(nnx.Module):
         promote_dtype=dtypes.promote_dtype, rngs: nnx.Rngs,
         scale_metadata: tp.Mapping[str, tp.Any] = MappingProxyType({}),
     ):
-        _unsupported(axis_name=axis_name, axis_index_groups=axis_index_groups)
+        _unsupported(self, axis_name=axis_name, axis_index_groups=axis_index_groups)
         shape = (num_features,)
         self.scale = nnx.Param(scale_init(rngs.params(), shape, param_dtype), **scale_metadata) if use_scale else nnx.data(None)
         self.num_features, self.epsilon, self.dtype, self.param_dtype = num_features, epsilon, dtype, param_dtype
@@ -371,7 +373,7 @@ class RMSNorm(nnx.Module):
         self.use_fast_variance, self.promote_dtype = use_fast_variance, promote_dtype
 
     def __call__(self, x, mask=None):
-        _unsupported(mask=mask)
+        _unsupported(self, mask=mask)
         scale = None if self.scale is None else self.scale[...]
         x, scale = self.promote_dtype((x, scale), dtype=self.dtype)
         return rms_norm(
@@ -392,7 +394,7 @@ class GroupNorm(nnx.Module):
         bias_metadata: tp.Mapping[str, tp.Any] = MappingProxyType({}),
         scale_metadata: tp.Mapping[str, tp.Any] = MappingProxyType({}),
     ):
-        _unsupported(axis_name=axis_name, axis_index_groups=axis_index_groups)
+        _unsupported(self, axis_name=axis_name, axis_index_groups=axis_index_groups)
         self.feature_axis = -1
         if (num_groups is None) == (group_size is None):
             raise ValueError(f"exactly one of `num_groups` (={num_groups}) and `group_size` (={group_size}) must be given")
@@ -412,7 +414,7 @@ class GroupNorm(nnx.Module):
         self.use_fast_variance, self.promote_dtype = use_fast_variance, promote_dtype
 
     def __call__(self, x, *, mask=None):
-        _unsupported(mask=mask)
+        _unsupported(self, mask=mask)
         scale = None if self.scale is None else self.scale[...]
         bias = None if self.bias is None else self.bias[...]
         x, scale, bias = self.promote_dtype((x, scale, bias), dtype=self.dtype)
@@ -440,7 +442,7 @@ class BatchNorm(nnx.Module):
         bias_metadata: tp.Mapping[str, tp.Any] = MappingProxyType({}),
         scale_metadata: tp.Mapping[str, tp.Any] = MappingProxyType({}),
     ):
-        _unsupported(axis_name=axis_name, axis_index_groups=axis_index_groups)
+        _unsupported(self, axis_name=axis_name, axis_index_groups=axis_index_groups)
         shape = (num_features,)
         # Flax keeps the statistics in float32 whatever `param_dtype` is.
         self.mean = nnx.BatchStat(jnp.zeros(shape, jnp.float32))
@@ -454,7 +456,7 @@ class BatchNorm(nnx.Module):
         self.use_fast_variance, self.promote_dtype = use_fast_variance, promote_dtype
 
     def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
-        _unsupported(mask=mask)
+        _unsupported(self, mask=mask)
         use_running_average = first_from(
             use_running_average, self.use_running_average,
             error_msg="No `use_running_average` argument was provided to BatchNorm: pass it to the constructor or the call.",

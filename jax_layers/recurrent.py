@@ -17,16 +17,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 from flax.nnx.nn import dtypes, initializers
+from flax.nnx.nn.recurrent import modified_orthogonal  # the built-in's default itself, so the defaults are equal
 
 from .linear import linear as _dense
 
 default_kernel_init = initializers.lecun_normal()
 default_bias_init = initializers.zeros_init()
-
-
-def modified_orthogonal(key, shape, dtype=jnp.float32):
-    """flax.nnx.LSTMCell's recurrent init: orthogonal in float32, then cast (half precision)."""
-    return initializers.orthogonal()(key, shape).astype(dtype)
 
 
 def _affine(x, w, b):

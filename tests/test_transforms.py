@@ -109,7 +109,9 @@ def test_torch_compile_of_the_module_matches_eager(case, sides):
         # toolchain, which keeps this fast enough to run for every case.
         fn = torch.compile(module, backend="aot_eager") if compiled else module
         xs = [a[0].detach().clone().requires_grad_(t.differentiable) for t, a in zip(case.inputs, args)]
-        outs = _as_tuple(fn(*xs))
+        # Inputs marked `keyword` by name, as the harness passes them (`module(q, k, v, dropout_mask=m)`).
+        named = {t.name: x for t, x in zip(case.inputs, xs) if t.keyword}
+        outs = _as_tuple(fn(*(x for t, x in zip(case.inputs, xs) if not t.keyword), **named))
         sum((o * c[0]).sum() for o, c in zip(outs, cts)).backward()
         grads = [x.grad for x in xs if x.requires_grad] + [p.grad for p in module.parameters()]
         results.append(([o.detach() for o in outs], grads))

@@ -17,6 +17,8 @@ import math
 import torch
 from torch import nn
 
+from .dropout import _check_p, _noise, check_mask
+from ._kv import append_row
 from .linear import Linear, linear
 
 
@@ -51,22 +53,32 @@ def _cast(x, dtype):
     return x if x is None or x.dtype == torch.bool else x.to(dtype)
 
 
-def attention_grads(needs, query, key, value, attn_mask, is_causal, scale, grad_out, grad_weights):
+def _dropped(p, keep, dropout_p):
+    """The dropout multiplier `keep / (1 - dropout_p)` in `p`'s dtype, or None without dropout."""
+    return None if keep is None else _noise(keep, dropout_p, p.dtype)
+
+
+def attention_grads(needs, query, key, value, attn_mask, keep, is_causal, scale, dropout_p, grad_out, grad_weights):
     """Gradients of `(out, weights)` w.r.t. `(query, key, value, attn_mask)`.
 
-    With `P = softmax(S)`, `S = scale Q K^T + M` and `O = P V`:
-    `dV = P^T dO`, `dP = dO V^T + dW`, `dS = P * (dP - rowsum(dP * P))`,
+    With `P = softmax(S)`, `S = scale Q K^T + M`, dropout's multiplier `D = keep / (1 - p)`
+    (1 without dropout), `W = P * D` and `O = W V`:
+    `dV = W^T dO`, `dW = dO V^T + dWeights`, `dP = dW * D`, `dS = P * (dP - rowsum(dP * P))`,
     `dQ = scale dS K`, `dK = scale dS^T Q`, `dM = dS` (summed over broadcast dims).
     """
     cd = _compute_dtype(query.dtype)
     q, k, v, m = (_cast(t, cd) for t in (query, key, value, attn_mask))
     go, gw = grad_out.to(cd), grad_weights.to(cd)
     p = _probs(q, k, m, is_causal, scale)
+    d = _dropped(p, keep, dropout_p)
     grad_q = grad_k = grad_v = grad_m = None
     if needs[2]:
-        grad_v = torch.matmul(p.mT, go).sum_to_size(value.shape).to(value.dtype)
+        w = p if d is None else p * d
+        grad_v = torch.matmul(w.mT, go).sum_to_size(value.shape).to(value.dtype)
     if needs[0] or needs[1] or needs[3]:
         dp = torch.matmul(go, v.mT) + gw
+        if d is not None:
+            dp = dp * d
         ds = p * (dp - (dp * p).sum(-1, keepdim=True))
         if needs[0]:
             grad_q = (torch.matmul(ds, k) * scale).sum_to_size(query.shape).to(query.dtype)
@@ -78,41 +90,65 @@ def attention_grads(needs, query, key, value, attn_mask, is_causal, scale, grad_
 
 
 class AttentionFunction(torch.autograd.Function):
-    """`(out, weights)` of `softmax(scale q k^T + mask) v`.
+    """`(out, weights)` of `dropout(softmax(scale q k^T + mask)) v`.
 
     Inputs `query (..., L, E)`, `key (..., S, E)`, `value (..., S, Ev)` (batch dims broadcast),
     `attn_mask` None, bool (True = take part) or float (added), broadcastable to `(..., L, S)`,
-    `is_causal` (top-left aligned: query `i` sees keys `j <= i`) and a float `scale`.
-    Outputs `out (..., L, Ev)` and `weights (..., L, S)`.
+    `keep` None (no dropout) or dropout's keep mask (bool or 0/1, broadcastable to `(..., L, S)`),
+    `is_causal` (top-left aligned: query `i` sees keys `j <= i`), a float `scale` and the
+    dropout probability `dropout_p` (the weights kept are divided by `1 - dropout_p`).
+    Outputs `out (..., L, Ev)` and the weights after dropout `(..., L, S)`.
     """
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(query, key, value, attn_mask, is_causal, scale):
+    def forward(query, key, value, attn_mask, keep, is_causal, scale, dropout_p):
         cd = _compute_dtype(query.dtype)
         p = _probs(query.to(cd), key.to(cd), _cast(attn_mask, cd), is_causal, scale)
-        out = torch.matmul(p, value.to(cd))
-        return out.to(query.dtype), p.to(query.dtype)
+        d = _dropped(p, keep, dropout_p)
+        w = p if d is None else p * d
+        out = torch.matmul(w, value.to(cd))
+        return out.to(query.dtype), w.to(query.dtype)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        query, key, value, attn_mask, is_causal, scale = inputs
-        ctx.save_for_backward(query, key, value, attn_mask)
-        ctx.is_causal, ctx.scale = is_causal, scale
+        query, key, value, attn_mask, keep, is_causal, scale, dropout_p = inputs
+        ctx.save_for_backward(query, key, value, attn_mask, keep)
+        ctx.is_causal, ctx.scale, ctx.dropout_p = is_causal, scale, dropout_p
 
     @staticmethod
     def backward(ctx, grad_out, grad_weights):
-        query, key, value, attn_mask = ctx.saved_tensors
+        query, key, value, attn_mask, keep = ctx.saved_tensors
         grads = attention_grads(
-            ctx.needs_input_grad, query, key, value, attn_mask, ctx.is_causal, ctx.scale, grad_out, grad_weights
+            ctx.needs_input_grad, query, key, value, attn_mask, keep, ctx.is_causal, ctx.scale, ctx.dropout_p,
+            grad_out, grad_weights,
         )
-        return (*grads, None, None)
+        return (*grads, None, None, None, None)
+
+
+def draw_keep(shape, dropout_p, dtype, device):
+    """A keep mask drawn from torch's generator as the built-in attention draws it on CPU (a
+    bernoulli(1 - p) tensor of the weights' shape; nothing drawn at p = 1), so that the same
+    seed drops the same weights."""
+    if dropout_p == 1:
+        return torch.zeros(shape, dtype=torch.bool, device=device)
+    return torch.empty(shape, dtype=dtype, device=device).bernoulli_(1 - dropout_p).bool()
+
+
+def _keep_for(dropout_p, dropout_mask, weights_shape, dtype, device):
+    """The keep mask to apply: None without dropout, else `dropout_mask` or a fresh draw."""
+    if dropout_p == 0:
+        if dropout_mask is not None:
+            raise ValueError(f"`dropout_mask` (shape {tuple(dropout_mask.shape)}) was given with `dropout_p` (=0.0)")
+        return None
+    if dropout_mask is None:
+        return draw_keep(weights_shape, dropout_p, _compute_dtype(dtype), device)
+    return check_mask(dropout_mask, weights_shape, "the attention weights' shape", "dropout_mask")
 
 
 def _check_attention(query, key, value, attn_mask, dropout_p, is_causal, enable_gqa):
-    if dropout_p != 0.0:
-        raise ValueError(f"`dropout_p` (={dropout_p}) must be 0: dropout is not supported")
+    _check_p(dropout_p, "dropout_p")
     if attn_mask is not None and is_causal:
         raise ValueError(f"`attn_mask` (shape {tuple(attn_mask.shape)}) must be None when `is_causal` (=True)")
     if not query.dtype == key.dtype == value.dtype:
@@ -126,7 +162,10 @@ def _check_attention(query, key, value, attn_mask, dropout_p, is_causal, enable_
         )
     if query.dim() >= 3 and key.dim() >= 3 and query.shape[-3] != key.shape[-3]:
         if enable_gqa:
-            raise ValueError(f"`enable_gqa` (=True) with {query.shape[-3]} query heads and {key.shape[-3]} key heads is not supported")
+            raise ValueError(
+                f"`enable_gqa` (=True) with {query.shape[-3]} query heads and {key.shape[-3]} key heads is not "
+                "supported; use torch.nn.functional.scaled_dot_product_attention"
+            )
     if attn_mask is not None:
         if attn_mask.dtype != torch.bool and attn_mask.dtype != query.dtype:
             raise ValueError(f"`attn_mask` dtype (={attn_mask.dtype}) must be bool or the query dtype (={query.dtype})")
@@ -148,8 +187,11 @@ def scaled_dot_product_attention(
     is_causal: bool = False,
     scale: float | None = None,
     enable_gqa: bool = False,
+    *,
+    dropout_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Drop-in for `torch.nn.functional.scaled_dot_product_attention` (no dropout, no GQA).
+    """Drop-in for `torch.nn.functional.scaled_dot_product_attention` (no GQA), plus an optional
+    explicit dropout keep mask.
 
     Args:
         query: `(..., L, E)`, e.g. `(N, heads, L, E)`.
@@ -157,32 +199,47 @@ def scaled_dot_product_attention(
         value: `(..., S, Ev)`.
         attn_mask: bool (True = take part) or float (added to the logits, differentiable),
             broadcastable to `(..., L, S)`.
-        dropout_p: must be 0.
+        dropout_p: the probability of dropping an attention weight (after the softmax); the
+            kept ones are divided by `1 - dropout_p`, as the built-in does.
         is_causal: top-left aligned causal mask (query `i` sees keys `j <= i`).
         scale: defaults to `1 / sqrt(E)`.
         enable_gqa: only where query and key have the same number of heads.
+        dropout_mask: with `dropout_p > 0`, the keep mask (True or 1 keeps), bool or floating,
+            broadcastable to the weights' `(..., L, S)`. None draws one from torch's generator
+            as the built-in does on CPU (the same seed drops the same weights); pass it to
+            match another framework, whose generator differs.
 
     Returns:
         `(..., L, Ev)`; rows with every key masked out are 0.
     """
     _check_attention(query, key, value, attn_mask, dropout_p, is_causal, enable_gqa)
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
-    return AttentionFunction.apply(query, key, value, attn_mask, is_causal, scale)[0]
+    weights = (*torch.broadcast_shapes(query.shape[:-2], key.shape[:-2]), query.shape[-2], key.shape[-2])
+    keep = _keep_for(dropout_p, dropout_mask, weights, query.dtype, query.device)
+    return AttentionFunction.apply(query, key, value, attn_mask, keep, is_causal, scale, float(dropout_p))[0]
 
 
 class ScaledDotProductAttention(nn.Module):
-    """`scaled_dot_product_attention` as a module (torch.nn has none); no parameters."""
+    """`scaled_dot_product_attention` as a module (torch.nn has none); no parameters.
 
-    def __init__(self, is_causal: bool = False, scale: float | None = None):
+    `dropout_p` applies in training mode only, as in `torch.nn.MultiheadAttention`.
+    """
+
+    def __init__(self, is_causal: bool = False, scale: float | None = None, dropout_p: float = 0.0):
         super().__init__()
-        self.is_causal, self.scale = is_causal, scale
+        self.is_causal, self.scale, self.dropout_p = is_causal, scale, _check_p(dropout_p, "dropout_p")
 
-    def forward(self, query, key, value, attn_mask=None):
-        """`query (..., L, E)`, `key (..., S, E)`, `value (..., S, Ev)` -> `(..., L, Ev)`."""
-        return scaled_dot_product_attention(query, key, value, attn_mask, is_causal=self.is_causal, scale=self.scale)
+    def forward(self, query, key, value, attn_mask=None, *, dropout_mask=None):
+        """`query (..., L, E)`, `key (..., S, E)`, `value (..., S, Ev)` -> `(..., L, Ev)`;
+        `dropout_mask` as in `scaled_dot_product_attention`, ignored in eval mode."""
+        p = self.dropout_p if self.training else 0.0
+        return scaled_dot_product_attention(
+            query, key, value, attn_mask, p, is_causal=self.is_causal, scale=self.scale,
+            dropout_mask=dropout_mask if p else None,
+        )
 
     def extra_repr(self) -> str:
-        return f"is_causal={self.is_causal}, scale={self.scale}"
+        return f"is_causal={self.is_causal}, scale={self.scale}, dropout_p={self.dropout_p}"
 
 
 def _canonical_mask(mask, name, dtype):
@@ -196,10 +253,14 @@ def _canonical_mask(mask, name, dtype):
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(mask, -math.inf)
 
 
-def _check_mha(query, key, value, embed_dim_to_check, num_heads, unsupported):
-    for name, value_, ok in unsupported:
-        if not ok:
-            raise ValueError(f"`{name}` (={value_}) is not supported")
+def _check_mha(query, key, value, embed_dim_to_check, num_heads, static_k, static_v):
+    for name, t in (("static_k", static_k), ("static_v", static_v)):
+        if t is not None:
+            raise ValueError(
+                f"`{name}` (shape {tuple(t.shape)}) is not supported (a key/value cache outside the "
+                "projections, which torch.nn.MultiheadAttention never passes); use "
+                "torch.nn.functional.multi_head_attention_forward"
+            )
     if query.dim() not in (2, 3) or key.dim() != query.dim() or value.dim() != query.dim():
         raise ValueError(
             f"`query`, `key`, `value` (shapes {tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}) "
@@ -209,8 +270,33 @@ def _check_mha(query, key, value, embed_dim_to_check, num_heads, unsupported):
         raise ValueError(f"`query` embedding dim (={query.shape[-1]}) must be `embed_dim` (={embed_dim_to_check})")
     if embed_dim_to_check % num_heads:
         raise ValueError(f"`embed_dim` (={embed_dim_to_check}) must be divisible by `num_heads` (={num_heads})")
-    if key.shape != value.shape:
-        raise ValueError(f"`key` (shape {tuple(key.shape)}) and `value` (shape {tuple(value.shape)}) must match")
+    if key.shape[:-1] != value.shape[:-1]:
+        raise ValueError(f"`key` (shape {tuple(key.shape)}) and `value` (shape {tuple(value.shape)}) must match but for the last dim")
+
+
+def _projection_weights(query, key, value, in_proj_weight, separate, q_w, k_w, v_w):
+    """The query, key and value projection weights, `(E, E)`, `(E, kdim)`, `(E, vdim)`."""
+    E = query.shape[-1]
+    if not separate:
+        if in_proj_weight is None or in_proj_weight.shape != (3 * E, E) or key.shape[-1] != E or value.shape[-1] != E:
+            raise ValueError(
+                f"`in_proj_weight` (={None if in_proj_weight is None else tuple(in_proj_weight.shape)}) must be "
+                f"{(3 * E, E)} with keys and values of dim {E} (got {key.shape[-1]}, {value.shape[-1]}); "
+                "pass `use_separate_proj_weight` (=False) True otherwise"
+            )
+        return in_proj_weight.chunk(3)
+    for name, w, x in (("q_proj_weight", q_w, query), ("k_proj_weight", k_w, key), ("v_proj_weight", v_w, value)):
+        if w is None or w.shape != (E, x.shape[-1]):
+            raise ValueError(
+                f"`{name}` (={None if w is None else tuple(w.shape)}) must be {(E, x.shape[-1])} with "
+                "`use_separate_proj_weight` (=True)"
+            )
+    return q_w, k_w, v_w
+
+
+def _padded(mask, extra):
+    """An additive mask with `extra` keys appended that every query may attend to."""
+    return mask if mask is None or not extra else torch.nn.functional.pad(mask, (0, extra))
 
 
 def multi_head_attention_forward(
@@ -219,7 +305,7 @@ def multi_head_attention_forward(
     value: torch.Tensor,
     embed_dim_to_check: int,
     num_heads: int,
-    in_proj_weight: torch.Tensor,
+    in_proj_weight: torch.Tensor | None,
     in_proj_bias: torch.Tensor | None,
     bias_k: torch.Tensor | None,
     bias_v: torch.Tensor | None,
@@ -239,63 +325,75 @@ def multi_head_attention_forward(
     static_v: torch.Tensor | None = None,
     average_attn_weights: bool = True,
     is_causal: bool = False,
+    *,
+    dropout_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Drop-in for `torch.nn.functional.multi_head_attention_forward` (packed weights, no dropout).
+    """Drop-in for `torch.nn.functional.multi_head_attention_forward` (no `static_k`/`static_v`),
+    plus an optional explicit dropout keep mask.
 
     Args:
         query: `(L, N, E)` or unbatched `(L, E)` (sequence first).
-        key, value: `(S, N, E)` or `(S, E)`.
-        in_proj_weight: `(3E, E)`, the query, key and value projections stacked.
+        key: `(S, N, kdim)` or `(S, kdim)`; value: `(S, N, vdim)` or `(S, vdim)`.
+        in_proj_weight: `(3E, E)`, the query, key and value projections stacked (kdim = vdim = E).
         in_proj_bias: `(3E,)` or None.
+        bias_k, bias_v: `(1, 1, E)` (or `(E,)`) rows appended to the projected keys and values,
+            or None (both or neither).
+        add_zero_attn: append a row of zeros to the keys and values (after the biases).
+        dropout_p: dropout on the attention weights, when `training`.
         out_proj_weight: `(E, E)`; out_proj_bias: `(E,)` or None.
         key_padding_mask: `(N, S)` or `(S,)`; bool (True = ignore that key) or float (added).
         attn_mask: `(L, S)` or `(N * num_heads, L, S)`; bool (True = may NOT attend) or float.
+        use_separate_proj_weight: take `q_proj_weight (E, E)`, `k_proj_weight (E, kdim)` and
+            `v_proj_weight (E, vdim)` instead of `in_proj_weight`.
         is_causal: a hint that `attn_mask` is the causal mask (which must be given).
-        bias_k, bias_v, static_k, static_v: must be None; add_zero_attn, use_separate_proj_weight:
-            must be False; dropout_p: must be 0 unless `training` is False.
+        dropout_mask: the keep mask (True or 1 keeps) of the weights `(N, num_heads, L, S')`, or
+            broadcastable to it, `S'` counting the appended rows; unbatched, `(num_heads, L, S')`.
+            None draws one from torch's generator as the built-in does on CPU. Used only when
+            `training` and `dropout_p > 0`.
 
     Returns:
-        `(out (L, N, E), weights)`; weights are `(N, L, S)` averaged over heads, or
-        `(N, num_heads, L, S)`, or None without `need_weights`. Rows with every key masked
+        `(out (L, N, E), weights)`; weights (after dropout) are `(N, L, S')` averaged over heads,
+        or `(N, num_heads, L, S')`, or None without `need_weights`. Rows with every key masked
         out are 0 (the built-in gives NaN there when `need_weights`).
     """
-    _check_mha(query, key, value, embed_dim_to_check, num_heads, [
-        ("bias_k", None if bias_k is None else tuple(bias_k.shape), bias_k is None),
-        ("bias_v", None if bias_v is None else tuple(bias_v.shape), bias_v is None),
-        ("add_zero_attn", add_zero_attn, not add_zero_attn),
-        ("dropout_p", dropout_p, dropout_p == 0.0 or not training),
-        ("use_separate_proj_weight", use_separate_proj_weight, not use_separate_proj_weight),
-        ("static_k", None if static_k is None else tuple(static_k.shape), static_k is None),
-        ("static_v", None if static_v is None else tuple(static_v.shape), static_v is None),
-    ])
+    _check_mha(query, key, value, embed_dim_to_check, num_heads, static_k, static_v)
+    if (bias_k is None) != (bias_v is None):
+        raise ValueError(f"`bias_k` and `bias_v` (given: {bias_k is not None}, {bias_v is not None}) go together")
+    weights_qkv = _projection_weights(query, key, value, in_proj_weight, use_separate_proj_weight,
+                                      q_proj_weight, k_proj_weight, v_proj_weight)
+    p = _check_p(dropout_p, "dropout_p") if training else 0.0
     batched = query.dim() == 3
     if not batched:
         query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
         key_padding_mask = None if key_padding_mask is None else key_padding_mask.unsqueeze(0)
     L, N, E = query.shape
     S, H, hd = key.shape[0], num_heads, query.shape[-1] // num_heads
+    extra = (bias_k is not None) + bool(add_zero_attn)
     padding = _canonical_mask(key_padding_mask, "key_padding_mask", query.dtype)
     if is_causal and attn_mask is None:
         raise ValueError("`is_causal` (=True) is a hint about `attn_mask` (=None), which must then be given")
     # As torch does: the hint replaces the mask only where the fused kernel would run.
-    causal = is_causal and padding is None and not need_weights
+    causal = is_causal and padding is None and not need_weights and not extra
     mask = None if causal else _canonical_mask(attn_mask, "attn_mask", query.dtype)
     if mask is not None:
         if mask.shape not in ((L, S), (N * H, L, S)):
             raise ValueError(f"`attn_mask` (shape {tuple(mask.shape)}) must be {(L, S)} or {(N * H, L, S)}")
-        mask = mask.reshape(-1, H, L, S) if mask.dim() == 3 else mask
+        mask = _padded(mask, extra)
+        mask = mask.reshape(-1, H, L, S + extra) if mask.dim() == 3 else mask
     if padding is not None:
         if padding.shape != (N, S):
             raise ValueError(f"`key_padding_mask` (shape {tuple(padding.shape)}) must be {(N, S)}")
-        padding = padding.reshape(N, 1, 1, S)
+        padding = _padded(padding, extra).reshape(N, 1, 1, S + extra)
         mask = padding if mask is None else mask + padding
     biases = (None, None, None) if in_proj_bias is None else in_proj_bias.chunk(3)
-
-    def heads(x, w, b):  # (T, N, E) -> (N, H, T, hd)
-        return linear(x, w, b).reshape(x.shape[0], N, H, hd).permute(1, 2, 0, 3)
-
-    q, k, v = (heads(x, w, b) for x, w, b in zip((query, key, value), in_proj_weight.chunk(3), biases))
-    out, weights = AttentionFunction.apply(q, k, v, mask, causal, 1.0 / math.sqrt(hd))
+    q, k, v = (linear(x, w, b) for x, w, b in zip((query, key, value), weights_qkv, biases))
+    if bias_k is not None:
+        k, v = append_row(k, bias_k, "bias_k"), append_row(v, bias_v, "bias_v")
+    if add_zero_attn:
+        k, v = append_row(k, None, "add_zero_attn"), append_row(v, None, "add_zero_attn")
+    q, k, v = (x.reshape(x.shape[0], N, H, hd).permute(1, 2, 0, 3) for x in (q, k, v))  # (N, H, T, hd)
+    keep = _keep_for(p, dropout_mask if p else None, (N, H, L, S + extra), query.dtype, query.device)
+    out, weights = AttentionFunction.apply(q, k, v, mask, keep, causal, 1.0 / math.sqrt(hd), p)
     out = linear(out.permute(2, 0, 1, 3).reshape(L, N, E), out_proj_weight, out_proj_bias)
     if average_attn_weights:
         weights = weights.mean(1)
@@ -305,11 +403,13 @@ def multi_head_attention_forward(
 
 
 class MultiheadAttention(nn.Module):
-    """Drop-in for `torch.nn.MultiheadAttention` with `kdim == vdim == embed_dim`, no dropout.
+    """Drop-in for `torch.nn.MultiheadAttention`; `forward` also takes a dropout keep mask.
 
-    Parameters `in_proj_weight (3E, E)`, `in_proj_bias (3E,)`, `out_proj.weight (E, E)`,
-    `out_proj.bias (E,)`, drawn in the built-in's order, so `torch.manual_seed` gives the same
-    values and its `state_dict` loads as is.
+    Parameters as the built-in's, drawn in its order, so `torch.manual_seed` gives the same
+    values and its `state_dict` loads as is: `in_proj_weight (3E, E)` where `kdim == vdim == E`,
+    else `q_proj_weight (E, E)`, `k_proj_weight (E, kdim)`, `v_proj_weight (E, vdim)`;
+    `in_proj_bias (3E,)`, `out_proj.weight (E, E)`, `out_proj.bias (E,)`, and with
+    `add_bias_kv` `bias_k`, `bias_v (1, 1, E)`.
     """
 
     def __init__(
@@ -331,41 +431,52 @@ class MultiheadAttention(nn.Module):
                 f"`embed_dim` (={embed_dim}) and `num_heads` (={num_heads}) must be positive, "
                 "and embed_dim divisible by num_heads"
             )
-        for name, value, default in (
-            ("dropout", dropout, 0.0),
-            ("add_bias_kv", add_bias_kv, False),
-            ("add_zero_attn", add_zero_attn, False),
-            ("kdim", kdim, embed_dim),
-            ("vdim", vdim, embed_dim),
-        ):
-            if value not in (None, default):
-                raise ValueError(f"`{name}` (={value}) is not supported (only {default})")
         super().__init__()
         factory = {"device": device, "dtype": dtype}
-        self.embed_dim = self.kdim = self.vdim = embed_dim
-        self._qkv_same_embed_dim = True
+        self.embed_dim = embed_dim
+        self.kdim = kdim if kdim is not None else embed_dim
+        self.vdim = vdim if vdim is not None else embed_dim
+        self._qkv_same_embed_dim = self.kdim == embed_dim and self.vdim == embed_dim
         self.num_heads = num_heads
-        self.dropout = 0.0
+        self.dropout = _check_p(dropout, "dropout")
         self.batch_first = batch_first
         self.head_dim = embed_dim // num_heads
-        self.in_proj_weight = nn.Parameter(torch.empty((3 * embed_dim, embed_dim), **factory))
-        for name in ("q_proj_weight", "k_proj_weight", "v_proj_weight"):
-            self.register_parameter(name, None)
+        if self._qkv_same_embed_dim:
+            self.in_proj_weight = nn.Parameter(torch.empty((3 * embed_dim, embed_dim), **factory))
+            for name in ("q_proj_weight", "k_proj_weight", "v_proj_weight"):
+                self.register_parameter(name, None)
+        else:
+            self.q_proj_weight = nn.Parameter(torch.empty((embed_dim, embed_dim), **factory))
+            self.k_proj_weight = nn.Parameter(torch.empty((embed_dim, self.kdim), **factory))
+            self.v_proj_weight = nn.Parameter(torch.empty((embed_dim, self.vdim), **factory))
+            self.register_parameter("in_proj_weight", None)
         if bias:
             self.in_proj_bias = nn.Parameter(torch.empty(3 * embed_dim, **factory))
         else:
             self.register_parameter("in_proj_bias", None)
-        # Built (and so drawn) before in_proj_weight's init, as in the built-in.
+        # Built (and so drawn) before the projections' init, as in the built-in.
         self.out_proj = Linear(embed_dim, embed_dim, bias=bias, **factory)
-        self.bias_k = self.bias_v = None
-        self.add_zero_attn = False
+        if add_bias_kv:
+            self.bias_k = nn.Parameter(torch.empty((1, 1, embed_dim), **factory))
+            self.bias_v = nn.Parameter(torch.empty((1, 1, embed_dim), **factory))
+        else:
+            self.bias_k = self.bias_v = None
+        self.add_zero_attn = add_zero_attn
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
-        nn.init.xavier_uniform_(self.in_proj_weight)
+        # The built-in's draws, in its order.
+        if self._qkv_same_embed_dim:
+            nn.init.xavier_uniform_(self.in_proj_weight)
+        else:
+            for w in (self.q_proj_weight, self.k_proj_weight, self.v_proj_weight):
+                nn.init.xavier_uniform_(w)
         if self.in_proj_bias is not None:
             nn.init.constant_(self.in_proj_bias, 0.0)
             nn.init.constant_(self.out_proj.bias, 0.0)
+        if self.bias_k is not None:
+            nn.init.xavier_normal_(self.bias_k)
+            nn.init.xavier_normal_(self.bias_v)
 
     def forward(
         self,
@@ -377,15 +488,21 @@ class MultiheadAttention(nn.Module):
         attn_mask: torch.Tensor | None = None,
         average_attn_weights: bool = True,
         is_causal: bool = False,
+        *,
+        dropout_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Shapes as in `multi_head_attention_forward`, but `(N, L, E)` when `batch_first`."""
+        """Shapes as in `multi_head_attention_forward`, but `(N, L, E)` when `batch_first`;
+        `dropout_mask` (in training mode only) as there."""
         flip = self.batch_first and query.dim() == 3
         if flip:
             query, key, value = (x.transpose(1, 0) for x in (query, key, value))
+        separate = not self._qkv_same_embed_dim
         out, weights = multi_head_attention_forward(
             query, key, value, self.embed_dim, self.num_heads, self.in_proj_weight, self.in_proj_bias,
-            None, None, False, self.dropout, self.out_proj.weight, self.out_proj.bias,
+            self.bias_k, self.bias_v, self.add_zero_attn, self.dropout, self.out_proj.weight, self.out_proj.bias,
             training=self.training, key_padding_mask=key_padding_mask, need_weights=need_weights,
-            attn_mask=attn_mask, average_attn_weights=average_attn_weights, is_causal=is_causal,
+            attn_mask=attn_mask, use_separate_proj_weight=separate, q_proj_weight=self.q_proj_weight,
+            k_proj_weight=self.k_proj_weight, v_proj_weight=self.v_proj_weight,
+            average_attn_weights=average_attn_weights, is_causal=is_causal, dropout_mask=dropout_mask,
         )
         return (out.transpose(1, 0) if flip else out), weights

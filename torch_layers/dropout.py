@@ -43,21 +43,23 @@ class DropoutFunction(torch.autograd.Function):
         return grad_input, None, None
 
 
-def _check_p(p) -> float:
+def _check_p(p, name: str = "p") -> float:
     if not 0 <= p <= 1:
-        raise ValueError(f"`p` (={p}) must be between 0 and 1")
+        raise ValueError(f"`{name}` (={p}) must be between 0 and 1")
     return p
 
 
-def _check_mask(mask, input: torch.Tensor) -> torch.Tensor:
+def check_mask(mask, shape, what: str = "`input`'s shape", name: str = "mask") -> torch.Tensor:
+    """`mask` if it is a bool or floating keep mask that broadcasts to `shape` (`what`, in errors)."""
     if not isinstance(mask, torch.Tensor) or not (mask.dtype == torch.bool or mask.is_floating_point()):
-        raise ValueError(f"`mask` (={mask!r:.60}) must be a bool or 0/1 floating tensor")
+        raise ValueError(f"`{name}` (={mask!r:.60}) must be a bool or 0/1 floating tensor")
+    shape = torch.Size(shape)
     try:
-        fits = torch.broadcast_shapes(mask.shape, input.shape) == input.shape
+        fits = torch.broadcast_shapes(mask.shape, shape) == shape
     except RuntimeError:
         fits = False
     if not fits:
-        raise ValueError(f"`mask` (shape {tuple(mask.shape)}) must broadcast to `input`'s shape {tuple(input.shape)}")
+        raise ValueError(f"`{name}` (shape {tuple(mask.shape)}) must broadcast to {what} {tuple(shape)}")
     return mask
 
 
@@ -93,7 +95,7 @@ def dropout(
             return input
         # Same draw as the built-in on CPU: a bernoulli(1 - p) tensor like `input`.
         mask = torch.zeros_like(input) if p == 1 else torch.empty_like(input).bernoulli_(1 - p)
-    return DropoutFunction.apply(input, _check_mask(mask, input), p)
+    return DropoutFunction.apply(input, check_mask(mask, input.shape), p)
 
 
 class Dropout(nn.Module):

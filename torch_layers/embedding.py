@@ -60,6 +60,15 @@ def _padding_index(padding_idx: int | None, num_embeddings: int) -> int | None:
     return padding_idx % num_embeddings
 
 
+def _out_of_scope(max_norm, sparse, builtin: str) -> None:
+    """Refuse `max_norm` (renormalises `weight` in place during the forward) and `sparse`
+    (sparse gradients): out of scope for a dense hand-written backward."""
+    if max_norm is not None:
+        raise ValueError(f"`max_norm` (={max_norm}) is not supported (in-place renormalisation); use {builtin}")
+    if sparse:
+        raise ValueError(f"`sparse` (={sparse}) is not supported (gradients are dense); use {builtin}")
+
+
 def embedding(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -82,10 +91,7 @@ def embedding(
     Returns:
         `(..., embedding_dim)`.
     """
-    if max_norm is not None:
-        raise ValueError(f"`max_norm` (={max_norm}) is not supported; it must be None")
-    if sparse:
-        raise ValueError(f"`sparse` (={sparse}) is not supported; gradients are dense")
+    _out_of_scope(max_norm, sparse, "torch.nn.functional.embedding")
     if weight.dim() != 2:
         raise ValueError(f"`weight` (shape {tuple(weight.shape)}) must be 2-D (num_embeddings, embedding_dim)")
     if input.is_floating_point() or input.is_complex() or input.dtype == torch.bool:
@@ -115,10 +121,7 @@ class Embedding(nn.Module):
         dtype=None,
     ):
         super().__init__()
-        if max_norm is not None:
-            raise ValueError(f"`max_norm` (={max_norm}) is not supported; it must be None")
-        if sparse:
-            raise ValueError(f"`sparse` (={sparse}) is not supported; gradients are dense")
+        _out_of_scope(max_norm, sparse, "torch.nn.Embedding")
         self.num_embeddings = num_embeddings
         self.embedding_dim = embedding_dim
         self.padding_idx = _padding_index(padding_idx, num_embeddings)

@@ -225,7 +225,9 @@ def mse_loss(
     """
     _check_reduction(reduction, size_average, reduce)
     if weight is not None:
-        raise ValueError(f"`weight` (shape {tuple(weight.shape)}) is not supported; it must be None")
+        raise ValueError(
+            f"`weight` (shape {tuple(weight.shape)}) is not supported (element weights); use torch.nn.functional.mse_loss"
+        )
     if target.size() != input.size():
         warnings.warn(
             f"Using a target size ({target.size()}) that is different to the input size ({input.size()}). "

@@ -447,8 +447,9 @@ class RMSNorm(nn.Module):
         if self.elementwise_affine:
             nn.init.ones_(self.weight)
 
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return rms_norm(input, self.normalized_shape, self.weight, self.eps)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # `x`, as the built-in names it: a caller may pass it by keyword.
+        return rms_norm(x, self.normalized_shape, self.weight, self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"

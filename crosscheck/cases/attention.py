@@ -10,9 +10,7 @@ import math
 
 import numpy as np
 
-from ..convert.attention import mha_param_map
-from ..draw import normal
-from ..layout import TRANSPOSE, permute
+from ..layout import permute
 from ..registry import Case, Tensor, register
 
 HEADS_LAST = permute(0, 2, 1, 3)
@@ -35,52 +33,89 @@ def _inf_mask(p_masked: float):
     return lambda rng, shape: np.where(keep(rng, shape), rng.standard_normal(shape), -np.inf)
 
 
+def _drop_keep(p: float):
+    """Dropout's keep masks (True keeps) for the attention weights, each kept with `1 - p`."""
+    return lambda rng, shape: rng.random(shape) >= p
+
+
+def dropout_input(p, shape):
+    """The keep mask as a keyword input, as both modules take it (`module(..., dropout_mask=m)`)."""
+    return Tensor("dropout_mask", shape, kind="bool", differentiable=False, draw=_drop_keep(p), keyword=True)
+
+
 # -- scaled dot-product attention ------------------------------------------------------------
 
 
-def _sdpa_case(name, q_shape, s_len, mask=None, is_causal=False, scale=None, description=""):
-    """`mask`: None, "bool", "float" (differentiable) or "float-inf", with its shape."""
+def _sdpa_case(name, q_shape, s_len, mask=None, is_causal=False, scale=None, dropout=None, description=""):
+    """`mask`: None, "bool", "float" (differentiable) or "float-inf", with its shape; `dropout`:
+    None or `(p, keep mask shape)`, the keep mask an input drawn here for both sides."""
     kind, mask_shape = mask or (None, None)
+    p, keep_shape = dropout or (0.0, None)
 
-    def torch_fn(q, k, v, m=None):
+    def split(rest):
+        """`(attn_mask, keep)` from the inputs after q, k, v."""
+        m = rest[0] if kind else None
+        return m, (rest[-1] if dropout else None)
+
+    def torch_fn(q, k, v, *rest):
         from torch_layers.attention import scaled_dot_product_attention
 
-        return scaled_dot_product_attention(q, k, v, attn_mask=m, is_causal=is_causal, scale=scale)
+        m, keep = split(rest)
+        return scaled_dot_product_attention(q, k, v, attn_mask=m, dropout_p=p, is_causal=is_causal, scale=scale,
+                                            dropout_mask=keep)
 
-    def torch_ref(q, k, v, m=None):
+    def torch_ref(q, k, v, *rest):
+        import torch
         import torch.nn.functional as F
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
-        # The math kernel: the fused CPU one has no vmap batching rule (and warns).
-        with sdpa_kernel(SDPBackend.MATH):
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=m, is_causal=is_causal, scale=scale)
+        m, keep = split(rest)
+        if keep is None:
+            # The math kernel: the fused CPU one has no vmap batching rule (and warns).
+            with sdpa_kernel(SDPBackend.MATH):
+                return F.scaled_dot_product_attention(q, k, v, attn_mask=m, is_causal=is_causal, scale=scale)
+        # The built-in draws its own dropout mask: the same math from standard ops instead.
+        s = torch.matmul(q, k.mT) * (1 / math.sqrt(q.shape[-1]) if scale is None else scale)
+        if m is not None:
+            s = s.masked_fill(~m, -math.inf) if kind == "bool" else s + m
+        if is_causal:
+            s = s.masked_fill(~torch.ones(s.shape[-2:], dtype=torch.bool).tril(), -math.inf)
+        return torch.matmul(torch.softmax(s, -1) * keep.to(s.dtype) / (1 - p), v)
 
-    def jax_fn(q, k, v, m=None):
-        from jax_layers.attention import dot_product_attention
+    def jax_fn(q, k, v, *rest):
+        from jax_layers.attention import dot_product_attention, nnx_attention_fn
 
+        m, keep = split(rest)
         bias, bool_mask = (None, m) if kind == "bool" else (m, None)
-        return dot_product_attention(q, k, v, bias, bool_mask, scale=scale, is_causal=is_causal)
+        if keep is None:
+            return dot_product_attention(q, k, v, bias, bool_mask, scale=scale, is_causal=is_causal)
+        # flax.nnx.dot_product_attention's counterpart: jax.nn's has no dropout.
+        return nnx_attention_fn(q, k, v, bias, bool_mask, dropout_rate=p, is_causal=is_causal, dropout_mask=keep)
 
-    def jax_ref(q, k, v, m=None):
+    def jax_ref(q, k, v, *rest):
         import jax
         import jax.numpy as jnp
 
+        m, keep = split(rest)
         s = jnp.einsum("btnh,bsnh->bnts", q, k) * (1 / math.sqrt(q.shape[-1]) if scale is None else scale)
         if m is not None:
             s = jnp.where(m, s, -jnp.inf) if kind == "bool" else s + m
         if is_causal:
             s = jnp.where(jnp.tril(jnp.ones(s.shape[-2:], bool)), s, -jnp.inf)
-        return jnp.einsum("bnts,bsnh->btnh", jax.nn.softmax(s, axis=-1), v)
+        w = jax.nn.softmax(s, axis=-1)
+        if keep is not None:
+            w = jnp.where(keep, w / (1 - p), 0)
+        return jnp.einsum("bnts,bsnh->btnh", w, v)
 
     def torch_module(dtype, device):
         from torch_layers.attention import ScaledDotProductAttention
 
-        return ScaledDotProductAttention(is_causal=is_causal, scale=scale)
+        return ScaledDotProductAttention(is_causal=is_causal, scale=scale, dropout_p=p)
 
     def jax_module(dtype):
         from ._jax_modules import MaskLast
 
-        return MaskLast(additive=kind != "bool", scale=scale, is_causal=is_causal)
+        return MaskLast(additive=kind != "bool", scale=scale, is_causal=is_causal, dropout_rate=p)
 
     n, h, L, e = q_shape
     inputs = [Tensor(x, (n, h, length, e), layout=HEADS_LAST) for x, length in (("query", L), ("key", s_len), ("value", s_len))]
@@ -90,6 +125,8 @@ def _sdpa_case(name, q_shape, s_len, mask=None, is_causal=False, scale=None, des
         inputs.append(Tensor("attn_mask", mask_shape))
     elif kind == "float-inf":
         inputs.append(Tensor("attn_mask", mask_shape, differentiable=False, draw=_inf_mask(0.4)))
+    if dropout:
+        inputs.append(dropout_input(p, keep_shape))
     return Case(
         name=name,
         family="attention",
@@ -111,18 +148,21 @@ def _redrawn(mask_shape, declared, drawn):
     return tuple(d if m == full else 1 for m, full, d in zip(mask_shape, declared[-k:], drawn[-k:]))
 
 
-def _sdpa(name, q_shape, s_len, mask=None, description="", **options):
+def _sdpa(name, q_shape, s_len, mask=None, dropout=None, description="", **options):
     """The case at its declared shapes; buckets draw batch, heads, query and key lengths and head
-    dim independently, and the mask (of the declared rank and broadcast dims) to match."""
+    dim independently, and the masks (of the declared rank and broadcast dims) to match."""
 
     def build(n, heads, q_len, k_len, head_dim):
-        m = mask and (mask[0], _redrawn(mask[1], (*q_shape[:3], s_len), (n, heads, q_len, k_len)))
+        declared, drawn = (*q_shape[:3], s_len), (n, heads, q_len, k_len)
+        m = mask and (mask[0], _redrawn(mask[1], declared, drawn))
+        d = dropout and (dropout[0], _redrawn(dropout[1], declared, drawn))
         about = f"q {(n, heads, q_len, head_dim)}, k/v {(n, heads, k_len, head_dim)}" + (f", {m[0]} mask {m[1]}" if m else "")
+        about += f", dropout p={d[0]}, keep mask {d[1]}" if d else ""
         about += "".join(f", {k}={v}" for k, v in options.items())
-        return _sdpa_case(name, (n, heads, q_len, head_dim), k_len, mask=m, description=about, **options)
+        return _sdpa_case(name, (n, heads, q_len, head_dim), k_len, mask=m, dropout=d, description=about, **options)
 
     ranges = dict(n=range(1, 3), heads=range(1, 4), q_len=range(1, 6), k_len=range(1, 7), head_dim=range(1, 6))
-    case = _sdpa_case(name, q_shape, s_len, mask=mask, description=description, **options)
+    case = _sdpa_case(name, q_shape, s_len, mask=mask, dropout=dropout, description=description, **options)
     register(case, build, ranges)
 
 
@@ -147,140 +187,13 @@ _sdpa(
     description="is_causal, L=6 > S=3, scale=0.3",
 )
 _sdpa(f"{SDPA}-one-query", (2, 3, 1, 5), 6, description="a single query, L=1")
-
-
-# -- multi-head attention --------------------------------------------------------------------
-
-
-def _mha_case(name, n, L, s_len, embed_dim, num_heads, padding=False, description=""):
-    """Batch-first `(N, L, E)` inputs; with `padding`, a `key_padding_mask (N, S)` (True = ignore)."""
-    E, H = embed_dim, num_heads
-
-    def _seq_first(*xs):
-        return [x.transpose(0, 1) for x in xs]
-
-    def torch_fn(q, k, v, *rest):
-        from torch_layers.attention import multi_head_attention_forward
-
-        kpm, (w, b, wo, bo) = (rest[0], rest[1:]) if padding else (None, rest)
-        out, _ = multi_head_attention_forward(
-            *_seq_first(q, k, v), E, H, w, b, None, None, False, 0.0, wo, bo, key_padding_mask=kpm, need_weights=False
-        )
-        return out.transpose(0, 1)
-
-    def torch_ref(q, k, v, *rest):
-        import torch.nn.functional as F
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        kpm, (w, b, wo, bo) = (rest[0], rest[1:]) if padding else (None, rest)
-        with sdpa_kernel(SDPBackend.MATH):  # as in the SDPA cases
-            out, _ = F.multi_head_attention_forward(
-                *_seq_first(q, k, v), E, H, w, b, None, None, False, 0.0, wo, bo, key_padding_mask=kpm, need_weights=False
-            )
-        return out.transpose(0, 1)
-
-    def _split(kernel, bias, kernel_out):
-        """Torch's packed params, placed by TRANSPOSE, into nnx's per-projection shapes."""
-        import jax.numpy as jnp
-
-        kernels = [k.reshape(E, H, E // H) for k in jnp.split(kernel, 3, axis=1)]
-        biases = [b.reshape(H, E // H) for b in jnp.split(bias, 3)]
-        return kernels, biases, kernel_out.reshape(H, E // H, E)
-
-    def jax_fn(q, k, v, *rest):
-        from jax_layers.attention import multi_head_attention
-
-        kpm, (w, b, wo, bo) = (rest[0], rest[1:]) if padding else (None, rest)
-        kernels, biases, kernel_out = _split(w, b, wo)
-        mask = None if kpm is None else ~kpm[:, None, None, :]
-        return multi_head_attention(q, k, v, *kernels, kernel_out, *biases, bo, mask=mask)
-
-    def jax_ref(q, k, v, *rest):
-        import jax
-        import jax.numpy as jnp
-
-        kpm, (w, b, wo, bo) = (rest[0], rest[1:]) if padding else (None, rest)
-        heads = [(x @ w[:, i * E:(i + 1) * E] + b[i * E:(i + 1) * E]).reshape(*x.shape[:-1], H, E // H)
-                 for i, x in enumerate((q, k, v))]
-        s = jnp.einsum("bthd,bshd->bhts", heads[0], heads[1]) / math.sqrt(E // H)
-        if kpm is not None:
-            s = jnp.where(~kpm[:, None, None, :], s, -jnp.inf)
-        o = jnp.einsum("bhts,bshd->bthd", jax.nn.softmax(s, axis=-1), heads[2])
-        return o.reshape(*o.shape[:-2], E) @ wo + bo
-
-    def torch_module(dtype, device):
-        from torch_layers.attention import MultiheadAttention
-
-        class BatchFirst(MultiheadAttention):
-            """Calls as `(q, k, v[, key_padding_mask])` and returns the output only."""
-
-            def forward(self, q, k, v, kpm=None):
-                return super().forward(q, k, v, key_padding_mask=kpm, need_weights=False)[0]
-
-        return BatchFirst(E, H, batch_first=True, dtype=dtype, device=device)
-
-    def jax_module(dtype):
-        from flax import nnx
-
-        from ._jax_modules import PaddedMultiHeadAttention
-
-        return PaddedMultiHeadAttention(H, E, decode=False, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0))
-
-    inputs = [Tensor(x, (n, length, E)) for x, length in (("query", L), ("key", s_len), ("value", s_len))]
-    if padding:
-        # The draw keeps one key per row; inverted, it is torch's padding mask (True = ignore).
-        pad = lambda rng, shape: ~_keep_mask(0.4)(rng, shape)  # noqa: E731
-        inputs.append(Tensor("key_padding_mask", (n, s_len), kind="bool", differentiable=False, draw=pad))
-    # Weights of scale 0.4 keep the logits O(1): peaked softmaxes would only measure conditioning.
-    params = (
-        Tensor("in_proj_weight", (3 * E, E), layout=TRANSPOSE, draw=normal(0.4)),
-        Tensor("in_proj_bias", (3 * E,), draw=normal(0.4)),
-        Tensor("out_proj.weight", (E, E), layout=TRANSPOSE, draw=normal(0.4)),
-        Tensor("out_proj.bias", (E,)),
-    )
-    return Case(
-        name=name,
-        family="attention",
-        inputs=tuple(inputs),
-        params=params,
-        torch_fn=torch_fn,
-        torch_ref=torch_ref,
-        jax_fn=jax_fn,
-        jax_ref=jax_ref,
-        torch_module=torch_module,
-        jax_module=jax_module,
-        param_map=mha_param_map(H),
-        description=description,
-    )
-
-
-# (heads, head dim) for the buckets, all but embed_dim 1: it leaves out_proj.weight a single
-# element and in_proj_bias three, one of whose gradients (the key bias's, zero by the softmax's
-# shift invariance) is pure rounding noise; the bfloat16 checks of one draw failed 1 draw in 40
-# to 110 there, against 1 in 120 to 300 at other sizes (the declared ones included).
-HEADS = tuple((heads, head_dim) for heads in range(1, 4) for head_dim in range(1, 4) if heads * head_dim > 1)
-
-
-def _mha(name, n, L, s_len, embed_dim, num_heads, description="", **options):
-    """The case at its declared shapes; buckets draw batch, query and key lengths and HEADS
-    (embed_dim = heads x head dim) independently."""
-
-    def build(n, q_len, k_len, heads_dim):
-        heads, E = heads_dim[0], math.prod(heads_dim)
-        about = f"batch_first q {(n, q_len, E)}, k/v {(n, k_len, E)}, heads={heads}"
-        about += "".join(f", {k}={v}" for k, v in options.items())
-        return _mha_case(name, n, q_len, k_len, E, heads, description=about, **options)
-
-    ranges = dict(n=range(1, 4), q_len=range(1, 5), k_len=range(1, 6), heads_dim=HEADS)
-    case = _mha_case(name, n, L, s_len, embed_dim, num_heads, description=description, **options)
-    register(case, build, ranges)
-
-
-_mha(
-    "multihead-attention", 1, 4, 5, 6, 2,
-    description="batch_first q (1, 4, 6), k/v (1, 5, 6), E=6, 2 heads",
+# p = 0.25: a scale of 4/3 is inexact in binary, so a wrong or missing scale shows.
+_sdpa(
+    f"{SDPA}-dropout", (2, 3, 4, 5), 6, mask=("float", (1, 3, 4, 6)), dropout=(0.25, (2, 3, 4, 6)),
+    description="dropout p=0.25, keep mask (2, 3, 4, 6) drawn for both sides; additive float mask (1, 3, 4, 6)",
 )
-_mha(
-    "multihead-attention-padding", 3, 2, 5, 6, 3, padding=True,
-    description="key_padding_mask (3, 5), E=6, 3 heads of dim 2",
+# One keep mask shared over batch and heads, as flax.nnx's broadcast_dropout draws it.
+_sdpa(
+    f"{SDPA}-dropout-causal", (2, 2, 5, 3), 4, is_causal=True, dropout=(0.6, (1, 1, 5, 4)),
+    description="dropout p=0.6, keep mask (1, 1, 5, 4) shared over batch and heads; is_causal, L=5 > S=4",
 )
