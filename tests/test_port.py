@@ -114,7 +114,9 @@ def test_the_check_fails_on_a_wrong_gradient_that_leaves_the_values_right(monkey
 
     (zero_kernel_grad,) = [m for m in all_mutants() if m.name == "linear/kernel-grad-zero"]
     # The module by path: the package's `linear` is the function of that name.
-    monkeypatch.setattr(importlib.import_module("jax_layers.linear"), "linear", zero_kernel_grad.fn)
+    # The mutant takes `(x, kernel, bias)`; the module also passes flax.nnx.Linear's product options.
+    patched = lambda x, kernel, bias=None, **options: zero_kernel_grad.fn(x, kernel, bias)  # noqa: E731
+    monkeypatch.setattr(importlib.import_module("jax_layers.linear"), "linear", patched)
     # Sizes of their own: a model compiled before, unpatched, would be run from jit's cache.
     torch.manual_seed(0)
     torch_model = torch.nn.Sequential(torch_layers.Linear(2, 5), torch_layers.Tanh(), torch_layers.Linear(5, 4))

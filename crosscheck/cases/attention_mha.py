@@ -199,6 +199,10 @@ def _mha(name, n, L, s_len, embed_dim, num_heads, description="", kv_dims=None, 
     def build(n, q_len, k_len, heads_dim, kdim=None, vdim=None):
         heads, E = heads_dim[0], math.prod(heads_dim)
         vdim = kdim if kv_dims == "same" else vdim
+        if kv_dims and kdim == vdim == E:
+            # torch would pack the three weights into in_proj_weight: other parameters.
+            kdim = E + 1
+            vdim = kdim if kv_dims == "same" else vdim
         about = f"batch_first q {(n, q_len, E)}, k {(n, k_len, kdim or E)}, v {(n, k_len, vdim or E)}, heads={heads}"
         about += "".join(f", {k}={v}" for k, v in options.items())
         return _mha_case(name, n, q_len, k_len, E, heads, kdim=kdim, vdim=vdim, description=about, **options)
