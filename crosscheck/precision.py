@@ -22,10 +22,22 @@ def full_precision():
         jax.config.jax_default_matmul_precision,
     )
     torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    with _cudnn_unfrozen(torch):
+        torch.backends.cudnn.allow_tf32 = False
     jax.config.update("jax_default_matmul_precision", "highest")
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[:2]
+        torch.backends.cuda.matmul.allow_tf32 = saved[0]
+        with _cudnn_unfrozen(torch):
+            torch.backends.cudnn.allow_tf32 = saved[1]
         jax.config.update("jax_default_matmul_precision", saved[2])
+
+
+def _cudnn_unfrozen(torch):
+    """Where cuDNN's flags are frozen (`torch.backends.disable_global_flags()`, which importing
+    torch's own test suite, `torch.testing._internal`, calls), setting one raises; torch's
+    `cudnn.flags()` sets them through this private context manager, and so does this."""
+    if not torch.backends.flags_frozen():
+        return contextlib.nullcontext()
+    return getattr(torch.backends, "__allow_nonbracketed_mutation")()

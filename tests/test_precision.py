@@ -35,3 +35,19 @@ def test_restored_even_when_the_body_raises():
     except RuntimeError:
         pass
     assert (torch.backends.cuda.matmul.allow_tf32, jax.config.jax_default_matmul_precision) == before
+
+
+def test_frozen_cudnn_flags_are_set_and_restored():
+    # torch.testing._internal (the drop-in audit's OpInfo samples) freezes cuDNN's flags on import.
+    import torch
+
+    from crosscheck.precision import full_precision
+
+    torch.backends.disable_global_flags()
+    try:
+        before = torch.backends.cudnn.allow_tf32
+        with full_precision():
+            assert torch.backends.cudnn.allow_tf32 is False
+        assert torch.backends.cudnn.allow_tf32 == before
+    finally:
+        setattr(torch.backends, "__allow_nonbracketed_mutation_flag", True)
