@@ -96,14 +96,24 @@ def forward(plan: Plan, st) -> list[Finding]:
             out.append(values("forward-fwd-rule", out_label(i, len(j.value)), ("jax f", "fwd primal"), a, b, allowed))
     if plan.low:
         return out
+
+    def outputs(ref, cust, rnd):
+        return [(out_label(i, len(ref.outs)), a, b, rnd.outs[i]) for i, (a, b) in enumerate(zip(ref.outs, cust))]
+
+    return out + against_reference(plan, st, "forward-reference", plan.forward, "reference", outputs)
+
+
+def against_reference(plan: Plan, st, check, custom, name, elements) -> list[Finding]:
+    """Each side's `custom(side)` stage against its own reference's VJP (`name` in labels):
+    `elements(ref, cust, rounding)` lists `(label, expected, actual, rounding error)`."""
+    out, rnd = [], st[plan.rounding()]
     for side in SIDES:
-        cust, ref = st[plan.forward(side)], st[plan.reference(side)]
+        cust, ref = st[custom(side)], st[plan.reference(side)]
         if cust.error or ref.error or rnd.error:
-            out.append(error("forward-reference", "-", f"{side} custom vs reference", cust.error, ref.error, rnd.error))
+            out.append(error(check, "-", f"{side} custom vs {name}", cust.error, ref.error, rnd.error))
             continue
-        for i, (a, b) in enumerate(zip(ref.value.outs, cust.value)):
-            sides = (f"{side} reference", f"{side} custom")
-            out.append(values("forward-reference", out_label(i, len(ref.value.outs)), sides, a, b, allowance(rnd.value.outs[i], 2)))
+        for label, a, b, err in elements(ref.value, cust.value, rnd.value):
+            out.append(values(check, label, (f"{side} {name}", f"{side} custom"), a, b, allowance(err, 2)))
     return out
 
 
@@ -189,17 +199,15 @@ def grads(plan: Plan, st) -> list[Finding]:
                 out += paired(plan, "grad-module", f"grad of {tensor.name}", a, b, o, e)
     if plan.low:
         return out
-    for side in SIDES:
-        cust, ref = st[plan.vjp(side)], st[plan.reference(side)]
-        if cust.error or ref.error or rnd.error:
-            out.append(error("grad-autodiff", "-", f"{side} custom vs autodiff", cust.error, ref.error, rnd.error))
-            continue
-        for i, tensor in enumerate(case.tensors):
-            a, b = ref.value.grads[i], cust.value.grads[i]
-            if tensor.differentiable and a is not None and b is not None:
-                allowed = allowance(rnd.value.grads[i], 2)
-                out.append(values("grad-autodiff", f"grad of {tensor.name}", (f"{side} autodiff", f"{side} custom"), a, b, allowed))
-    return out
+
+    def gradients(ref, cust, rnd):
+        return [
+            (f"grad of {t.name}", a, b, e)
+            for t, a, b, e in zip(case.tensors, ref.grads, cust.grads, rnd.grads)
+            if t.differentiable and a is not None and b is not None
+        ]
+
+    return out + against_reference(plan, st, "grad-autodiff", plan.vjp, "autodiff", gradients)
 
 
 def second_order(plan: Plan, st) -> list[Finding]:
