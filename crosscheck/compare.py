@@ -19,6 +19,11 @@ from .diagnose import hints_under, shape_hint, value_hints
 # Unit roundoff per dtype (half the gap between 1 and the next float).
 UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "bfloat16": 2.0**-8, "float16": 2.0**-11}
 
+# The smallest normal number per dtype. Below it a result is subnormal and is rounded to a
+# fixed grid: its error is up to `UNIT_ROUNDOFF * SMALLEST_NORMAL` however small it is (float16
+# gradients of about 1e-6 erred by 0.43 of float16's subnormal spacing, 20 times `u |z|`).
+SMALLEST_NORMAL = {"float64": 2.0**-1022, "float32": 2.0**-126, "bfloat16": 2.0**-126, "float16": 2.0**-14}
+
 # The dtype that sums accumulate in: both frameworks accumulate low-precision reductions
 # (sums, matrix products, convolutions) in float32.
 ACCUMULATION = {"float64": "float64", "float32": "float32", "bfloat16": "float32", "float16": "float32"}
@@ -49,10 +54,12 @@ class Tolerance:
         return self.atol + self.rtol * np.abs(expected)
 
 
-def rounding_units(dtype: str) -> tuple[float, float]:
-    """The unit roundoffs of a computation in `dtype`: of each result, and of each term of a
-    sum (accumulated in `ACCUMULATION[dtype]`)."""
-    return UNIT_ROUNDOFF[dtype], UNIT_ROUNDOFF[ACCUMULATION[dtype]]
+def rounding_units(dtype: str) -> tuple[float, float, float, float]:
+    """How a computation in `dtype` rounds: the unit roundoffs of each result and of each term
+    of a sum (accumulated in `ACCUMULATION[dtype]`), then the smallest normal numbers of the
+    two, below which rounding errs by a fixed amount (`SMALLEST_NORMAL`)."""
+    acc = ACCUMULATION[dtype]
+    return UNIT_ROUNDOFF[dtype], UNIT_ROUNDOFF[acc], SMALLEST_NORMAL[dtype], SMALLEST_NORMAL[acc]
 
 
 def allowance(error: np.ndarray, sides: int) -> np.ndarray:

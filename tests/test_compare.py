@@ -69,9 +69,11 @@ def test_bad_trials_name_the_trials_that_mismatch():
 
 
 def test_low_precision_sums_are_rounded_in_float32():
-    assert rounding_units("bfloat16") == (2.0**-8, 2.0**-24)
-    assert rounding_units("float16") == (2.0**-11, 2.0**-24)
-    assert rounding_units("float64") == (2.0**-53, 2.0**-53)
+    assert rounding_units("bfloat16")[:2] == (2.0**-8, 2.0**-24)
+    assert rounding_units("float16")[:2] == (2.0**-11, 2.0**-24)
+    assert rounding_units("float64")[:2] == (2.0**-53, 2.0**-53)
+    # Below these, results are subnormal: float16's and float32's smallest normal numbers.
+    assert rounding_units("float16")[2:] == (2.0**-14, 2.0**-126)
 
 
 def test_allowance_is_per_element_with_a_floor_from_its_own_trial_only():
@@ -116,6 +118,25 @@ def test_conditioning_from_an_intermediate_is_seen():
     xb = x.astype(jnp.bfloat16)
     real = abs(float(gelu_tanh(xb)[0]) - float(gelu_tanh(xb.astype(jnp.float64))[0]))
     assert real < BUDGET * s[0]
+
+
+def test_a_subnormal_result_errs_as_the_smallest_normal_number_does():
+    # cross_entropy's float16 input gradient at 64 trials: elements of about 1e-6 are subnormal
+    # in float16 (below 2^-14) and erred by 0.43 of the subnormal spacing, 20 times u |z|.
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    x = jnp.asarray(np.random.default_rng(2).uniform(1e-3, 2e-3, 256))
+    scaled = lambda v: v * 1.1e-3  # noqa: E731
+    s = _spread(scaled, x, "float16")
+    u = UNIT_ROUNDOFF["float16"]
+    assert np.all(s > 0.4 * u * 2.0**-14)  # the spacing's share (rms of a uniform: 0.58), not u |z|
+    real = np.abs(np.asarray(scaled(x.astype(jnp.float16)), np.float64) - np.asarray(scaled(x)))
+    assert real.max() > 5 * u * float(jnp.max(scaled(x)))  # the case the relative model misses
+    assert np.all(real < BUDGET * s)
+    # Where the result is normal the floor changes nothing.
+    np.testing.assert_allclose(_spread(scaled, x * 1e3, "float16"), _spread(scaled, x * 1e3, "float64") * 2.0**42)
 
 
 def test_a_sum_of_many_terms_rounds_in_the_accumulation_dtype():

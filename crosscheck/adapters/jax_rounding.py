@@ -13,6 +13,9 @@ rounded to the dtype under test (`ROUND`), and the terms of each sum
 (`reduce_sum`, `dot_general`, convolutions, ...) perturbed once more, for the rounding of the
 running sum (`ACCUMULATE`): frameworks accumulate low-precision sums in float32, so those terms
 are rounded at float32's unit roundoff, not at the dtype's.
+
+A result below the dtype's smallest normal number is rounded to a fixed grid (subnormals): its
+error is that of the smallest normal number, not `u |z|` (`compare.SMALLEST_NORMAL`).
 """
 
 from __future__ import annotations
@@ -101,13 +104,17 @@ class _Rounding:
     primal computation out of the draws and leaves out the tangents that are known zeros."""
 
     def __init__(self, units, buffers):
+        """`units`: `compare.rounding_units`, the unit roundoffs and smallest normal numbers."""
         self.scaled = (units[ROUND] * buffers, units[ACCUMULATE] * buffers)
+        self.smallest = (units[2 + ROUND], units[2 + ACCUMULATE])
         self.counter = 0
 
     def rounding(self, z, kind: int):
         self.counter += 1
-        # An infinite value (a masked logit) is not rounded: it stays where it is.
-        return jnp.where(jnp.isfinite(z), z, 0.0)[None] * _window(self.scaled[kind], jnp.shape(z), self.counter)
+        # An infinite value (a masked logit) is not rounded: it stays where it is. A subnormal
+        # one errs as the smallest normal number does; an exact zero not at all.
+        size = jnp.sign(z) * jnp.maximum(jnp.abs(z), self.smallest[kind])
+        return jnp.where(jnp.isfinite(z), size, 0.0)[None] * _window(self.scaled[kind], jnp.shape(z), self.counter)
 
     def add(self, t, z, kind: int):
         if not _floating(z):

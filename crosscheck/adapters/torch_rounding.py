@@ -43,41 +43,46 @@ SUMS = {"sum": 0, "mean": 0, "mm": 0, "bmm": 0, "matmul": 0, "mv": 0, "dot": 0, 
 
 
 class _Perturbed(TorchDispatchMode):
-    """Every floating result `z` becomes `z (1 + scale xi)`, the terms of sums `t (1 + acc xi)`."""
+    """Every floating result `z` becomes `z (1 + scale xi)`, the terms of sums `t (1 + acc xi)`;
+    `z` of size below `smallest` (subnormal in the dtype modelled) moves as `smallest` would."""
 
-    def __init__(self, scale: float, acc: float, seed: int):
+    def __init__(self, scale: float, acc: float, smallest: tuple[float, float], seed: int):
         super().__init__()
         self.scale, self.acc = scale, acc
+        self.smallest = smallest
         self.generator = torch.Generator().manual_seed(seed)
 
-    def _perturb(self, z, scale):
+    def _perturb(self, z, scale, smallest):
         # A ZeroTensor (autograd's known zero, as a double backward makes) rounds nothing, and
         # arithmetic on it here crashes the process.
         if not isinstance(z, torch.Tensor) or not z.is_floating_point() or z._is_zerotensor():
             return z
         xi = torch.rand(z.shape, generator=self.generator, dtype=torch.float64).mul_(2).sub_(1).to(z.device, z.dtype)
-        # An infinite value (a masked logit) is not rounded: it stays where it is.
-        return z + torch.where(torch.isfinite(z), z, torch.zeros_like(z)) * (scale * xi)
+        # An infinite value (a masked logit) is not rounded: it stays where it is; an exact zero
+        # not at all.
+        size = torch.sign(z) * torch.clamp_min(torch.abs(z), smallest)
+        return z + torch.where(torch.isfinite(z), size, torch.zeros_like(z)) * (scale * xi)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.overloadpacket.__name__
         if name in SUMS and len(args) > SUMS[name]:
             args = list(args)
-            args[SUMS[name]] = self._perturb(args[SUMS[name]], self.acc)
+            args[SUMS[name]] = self._perturb(args[SUMS[name]], self.acc, self.smallest[1])
         out = func(*args, **(kwargs or {}))
         if name in EXACT or name.endswith("_"):  # in place: the result is an argument, left alone
             return out
-        return tree_map(lambda z: self._perturb(z, self.scale), out)
+        return tree_map(lambda z: self._perturb(z, self.scale, self.smallest[0]), out)
 
 
-def spread(compute, units: tuple[float, float], draws: int):
+def spread(compute, units: tuple[float, float, float, float], draws: int):
     """Per element of `compute()` (a list of numpy arrays or None, recomputed per draw, in
     float64): the root-mean-square over `draws` of its first-order rounding error, each result
-    rounded with unit roundoff `units[0]` and each sum's terms with `units[1]`."""
+    rounded with unit roundoff `units[0]` and each sum's terms with `units[1]`, their smallest
+    normal numbers `units[2:]` (`compare.rounding_units`)."""
     base = compute()
     total = [None if b is None else np.zeros_like(b) for b in base]
     for d in range(draws):
-        with _Perturbed(SCALE, SCALE * units[1] / units[0], 0x5EED + d):
+        with _Perturbed(SCALE, SCALE * units[1] / units[0], units[2:], 0x5EED + d):
             moved = compute()
         for i, (b, m) in enumerate(zip(base, moved)):
             if b is not None:
