@@ -77,6 +77,30 @@ def _padded(mask, extra):
     return mask if mask is None or not extra else torch.nn.functional.pad(mask, (0, extra))
 
 
+def _attention_mask(attn_mask, key_padding_mask, is_causal, need_weights, shape, extra, dtype):
+    """`(mask, causal)`: one additive mask broadcastable to the weights `(N, H, L, S + extra)`
+    (or None) from torch's `attn_mask` and `key_padding_mask` (True = masked out), for
+    `shape = (N, H, L, S)`; `causal` where the `is_causal` hint replaces `attn_mask`."""
+    N, H, L, S = shape
+    padding = _canonical_mask(key_padding_mask, "key_padding_mask", dtype)
+    if is_causal and attn_mask is None:
+        raise ValueError("`is_causal` (=True) is a hint about `attn_mask` (=None), which must then be given")
+    # As torch does: the hint replaces the mask only where the fused kernel would run.
+    causal = is_causal and padding is None and not need_weights and not extra
+    mask = None if causal else _canonical_mask(attn_mask, "attn_mask", dtype)
+    if mask is not None:
+        if mask.shape not in ((L, S), (N * H, L, S)):
+            raise ValueError(f"`attn_mask` (shape {tuple(mask.shape)}) must be {(L, S)} or {(N * H, L, S)}")
+        mask = _padded(mask, extra)
+        mask = mask.reshape(-1, H, L, S + extra) if mask.dim() == 3 else mask
+    if padding is not None:
+        if padding.shape != (N, S):
+            raise ValueError(f"`key_padding_mask` (shape {tuple(padding.shape)}) must be {(N, S)}")
+        padding = _padded(padding, extra).reshape(N, 1, 1, S + extra)
+        mask = padding if mask is None else mask + padding
+    return mask, causal
+
+
 def multi_head_attention_forward(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -147,22 +171,7 @@ def multi_head_attention_forward(
     L, N, E = query.shape
     S, H, hd = key.shape[0], num_heads, query.shape[-1] // num_heads
     extra = (bias_k is not None) + bool(add_zero_attn)
-    padding = _canonical_mask(key_padding_mask, "key_padding_mask", query.dtype)
-    if is_causal and attn_mask is None:
-        raise ValueError("`is_causal` (=True) is a hint about `attn_mask` (=None), which must then be given")
-    # As torch does: the hint replaces the mask only where the fused kernel would run.
-    causal = is_causal and padding is None and not need_weights and not extra
-    mask = None if causal else _canonical_mask(attn_mask, "attn_mask", query.dtype)
-    if mask is not None:
-        if mask.shape not in ((L, S), (N * H, L, S)):
-            raise ValueError(f"`attn_mask` (shape {tuple(mask.shape)}) must be {(L, S)} or {(N * H, L, S)}")
-        mask = _padded(mask, extra)
-        mask = mask.reshape(-1, H, L, S + extra) if mask.dim() == 3 else mask
-    if padding is not None:
-        if padding.shape != (N, S):
-            raise ValueError(f"`key_padding_mask` (shape {tuple(padding.shape)}) must be {(N, S)}")
-        padding = _padded(padding, extra).reshape(N, 1, 1, S + extra)
-        mask = padding if mask is None else mask + padding
+    mask, causal = _attention_mask(attn_mask, key_padding_mask, is_causal, need_weights, (N, H, L, S), extra, query.dtype)
     biases = (None, None, None) if in_proj_bias is None else in_proj_bias.chunk(3)
     q, k, v = (linear(x, w, b) for x, w, b in zip((query, key, value), weights_qkv, biases))
     if bias_k is not None:
