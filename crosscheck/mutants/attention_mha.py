@@ -38,7 +38,7 @@ def torch_bias_row_grad_one_sample():
         return g[:-1], grad_row
 
     cls = torch_with_backward(K.AppendRowFunction, backward)
-    return _patched("multihead-attention-bias-kv", "torch", "torch_layers.attention", "append_row",
+    return _patched("multihead-attention-bias-kv", "torch", "torch_layers._multihead", "append_row",
                     lambda x, row, name: cls.apply(x, row))
 
 
@@ -50,7 +50,7 @@ def jax_rows_grad_shifted():
         return g[..., 1:, :, :], grad_row  # the keys' gradient from rows 1..S, off by one
 
     f = jax_with_bwd(K._append, K._append_fwd, bwd)
-    return _patched("multihead-attention-bias-kv", "jax", "jax_layers.attention", "append_row",
+    return _patched("multihead-attention-bias-kv", "jax", "jax_layers._multihead", "append_row",
                     lambda x, row, name: f(x, row))
 
 
@@ -68,7 +68,7 @@ def torch_kv_weight_grad_reshaped():
         return grad_x, grad_w, grad_b
 
     cls = torch_with_backward(L.LinearFunction, backward)
-    return _patched("multihead-attention-kdim", "torch", "torch_layers.attention", "linear",
+    return _patched("multihead-attention-kdim", "torch", "torch_layers._multihead", "linear",
                     lambda x, w, b=None: cls.apply(x, w, b))
 
 
@@ -87,7 +87,7 @@ def jax_kv_input_grad_from_query_kernel():
         return grad_x, grad_kernel, grad_bias
 
     f = jax_with_bwd(L._linear, L._fwd, bwd, nondiff_argnums=(0,))
-    return _patched("multihead-attention-kdim", "jax", "jax_layers.attention", "linear",
+    return _patched("multihead-attention-kdim", "jax", "jax_layers._multihead", "linear",
                     lambda x, kernel, bias=None: f(L.DEFAULT, x, kernel, bias))
 
 
