@@ -10,9 +10,13 @@ __all__ = ["Case", "Tensor", "__version__", "assert_agree", "check", "configure"
 
 
 def configure():
-    """JAX as the crosscheck needs it (float64, the persistent compilation cache); a run does
-    this itself. Call it first where JAX arrays are made before a run (a model to port)."""
-    from .adapters.jax_adapter import configure as _configure
+    """JAX as crosscheck needs it (float64, the persistent compilation cache), for good.
+
+    `run`, `check` and the pytest plugin's items set these for the run only and put back what
+    they found (`precision.run_settings`). Call this where they should stay: where JAX arrays
+    for the harness are made outside a run (a model to port), or a test suite of checks.
+    """
+    from .adapters.jax_config import configure as _configure
 
     _configure()
 

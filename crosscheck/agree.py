@@ -148,26 +148,26 @@ def check(torch_fn: Callable | None = None, jax_fn: Callable | None = None, *, i
     """
     from . import adapters
     from .options import check_dtypes, check_options, resolve_device
-    from .precision import full_precision
+    from .precision import run_settings
     from .session import versions
 
     case, given = make_case(torch_fn, jax_fn, inputs=inputs, params=params, torch_ref=torch_ref, jax_ref=jax_ref,
                             layouts=layouts, out_layouts=out_layouts, second_order=second_order, name=name)
     check_options(trials, 1, device)
     dtypes = check_dtypes(list(dtypes) if dtypes else None)
-    torch, jax = adapters.get("torch"), adapters.get("jax")
-    device = resolve_device(device, torch, jax)
-    torch.set_device(device)
-    jax.set_device(device)
-    jax.use_programs(False)
     results, not_run = [], {}
-    with full_precision():
+    with run_settings():  # before the first JAX array; the caller's settings back after it
+        torch, jax = adapters.get("torch"), adapters.get("jax")
+        device = resolve_device(device, torch, jax)
+        torch.set_device(device)
+        jax.set_device(device)
+        jax.use_programs(False)
         for dtype in dtypes:
             run = OneCallRun(case, dtype, device, trials, seed, torch, jax, given)
             results += run.run()
             for line in run.not_run:
                 not_run.setdefault(line, []).append(dtype)
-    jax.relieve()
+        jax.relieve()
     report = Report(results, seed, trials, device, f"crosscheck.check(name={name!r})", versions(torch, jax))
     report.not_run = [f"{line} [{', '.join(ds)}]" for line, ds in not_run.items()]
     return report

@@ -156,20 +156,25 @@ def _new_main(argv: list[str]) -> int:
         description="Scaffold a layer family: torch and JAX layer files, a registered case and a test.",
     )
     p.add_argument("name", help="the family's file stem, e.g. swiglu")
-    p.add_argument("--root", default=".", help="repository root (default: the current directory)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--root", default=".", help="this repository's root (default: the current directory)")
+    where.add_argument("--into", metavar="DIR",
+                       help="a folder of your own package instead: writes DIR/torch_NAME.py, jax_NAME.py, "
+                            "NAME_cases.py and test_NAME.py, importing the package absolutely by DIR's name "
+                            "(after those of the folders above it that hold an __init__.py)")
     try:
         args = p.parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0)
-    from .scaffold import scaffold
+    from .scaffold import next_step, scaffold
 
     try:
-        written = scaffold(args.name, args.root)
+        written = scaffold(args.name, args.root, args.into)
     except UsageError as e:
         print(f"crosscheck: error: {e}", file=sys.stderr)
         return 2
     print("\n".join(f"wrote {p}" for p in written))
-    print(f"next: python -m crosscheck --layer {args.name}   and   nox -s tests -- -k {args.name}")
+    print(next_step(args.name, args.into))
     return 0
 
 

@@ -1,5 +1,10 @@
 """Precision settings, set in one place for a run and restored after it.
 
+`run_settings()` is everything a run sets in the process, for the run only: JAX's float64 and
+compilation cache (`adapters.jax_config.configured`) and full precision (`full_precision`). A
+run from a user's Python process (`crosscheck.run`, `crosscheck.check`, a pytest plugin item)
+leaves their JAX, torch and environment as it found them.
+
 On GPU, TF32 would make float32 matmuls and convolutions agree to about 1e-3 only; both
 frameworks are held to full float32 while the harness runs. torch is steered through its
 `allow_tf32` flags alone: newer torch refuses to report a matmul precision once its legacy and
@@ -9,6 +14,16 @@ new precision APIs have both been used, so the harness never reads or sets the l
 from __future__ import annotations
 
 import contextlib
+
+
+@contextlib.contextmanager
+def run_settings():
+    """The process as a run needs it inside the block, and as it was after it. Enter it before
+    the run's first JAX array: float64 arrays need `jax_enable_x64` when they are made."""
+    from .adapters.jax_config import configured
+
+    with configured(), full_precision():
+        yield
 
 
 @contextlib.contextmanager

@@ -58,18 +58,17 @@ def run(
         selected = selected[i::n]
     runs = [(c, d) for c in selected for d in dtypes if d in c.dtypes]
     from . import adapters
-
-    torch, jax = adapters.get("torch"), adapters.get("jax")
-    device = resolve_device(device, torch, jax)
-    torch.set_device(device)
-    jax.set_device(device)
-    jax.use_programs(program_cache and cases is None, f"{shard[0]}of{shard[1]}" if shard else "")
-    from .precision import full_precision
+    from .precision import run_settings
 
     results: list[CheckResult] = []
-    if progress is not None:
-        progress.start(len(runs))
-    with full_precision():
+    with run_settings():  # before the run's first JAX array; the user's settings back after it
+        torch, jax = adapters.get("torch"), adapters.get("jax")
+        device = resolve_device(device, torch, jax)
+        torch.set_device(device)
+        jax.set_device(device)
+        jax.use_programs(program_cache and cases is None, f"{shard[0]}of{shard[1]}" if shard else "")
+        if progress is not None:
+            progress.start(len(runs))
         for case, dtype in runs:
             if progress is not None:
                 progress.step(f"{case.name} {dtype}")

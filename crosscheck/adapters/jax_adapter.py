@@ -1,9 +1,10 @@
 """The JAX side: numpy in, numpy out; all trials of a program in one `jit(vmap(...))` call.
 
-Importing this module changes no global configuration. `configure()`, called when the
-adapter is taken for a run (`adapters.get("jax")`), turns on `jax_enable_x64` (float64 checks
-need it, and it must be set before any JAX array exists) and the persistent compilation cache.
-It leaves `XLA_FLAGS` alone: its compile options travel with each program (`_jit`).
+Importing this module changes no global configuration. A run needs float64 and the persistent
+compilation cache: `jax_config.configured()` sets them for the run and puts them back after it.
+`configure()`, which `adapters.get("jax")` calls, sets them for good where no run has set them
+(inside a run it finds them set and changes nothing). It leaves `XLA_FLAGS` alone: its compile
+options travel with each program (`_jit`).
 """
 
 from __future__ import annotations
@@ -12,33 +13,7 @@ import os
 
 import jax
 
-
-def _cache_folder() -> str:
-    return os.environ.get("CROSSCHECK_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "crosscheck", "jax"))
-
-
-def configure() -> None:
-    """JAX as a crosscheck run needs it: float64 on, and the persistent compilation cache
-    (`_persistent_cache`). Call it before any JAX array exists; calling it again changes nothing."""
-    jax.config.update("jax_enable_x64", True)
-    _persistent_cache()
-
-
-def _persistent_cache() -> None:
-    """Keep compiled programs on disk, so a second run skips XLA compilation.
-
-    `CROSSCHECK_JAX_CACHE` names the folder (default `~/.cache/crosscheck/jax`); set it empty
-    to turn the cache off. A folder already set by the user (`jax_compilation_cache_dir`) wins.
-    """
-    folder = _cache_folder()
-    if not folder or jax.config.jax_compilation_cache_dir:
-        return
-    jax.config.update("jax_compilation_cache_dir", folder)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    from .unreadable import guard_jax_cache
-
-    guard_jax_cache(folder)  # an entry it cannot read is a miss, replaced (see unreadable)
+from .jax_config import cache_folder as _cache_folder, configure as configure  # noqa: F401
 
 
 import functools  # noqa: E402

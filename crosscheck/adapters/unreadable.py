@@ -26,10 +26,12 @@ def tell(folder: str) -> None:
           "each is compiled again and replaced", file=sys.stderr)
 
 
-def guard_jax_cache(folder: str) -> None:
+def guard_jax_cache(folder: str):
     """From now on, JAX's persistent compilation cache in `folder` (one the harness owns)
     takes an entry it cannot read for a miss, and replaces it. It reaches into JAX's private
-    modules; where those have changed, JAX's own handling stays (a warning per entry)."""
+    modules; where those have changed, JAX's own handling stays (a warning per entry).
+
+    Returns a function that takes the guard off again (None where none was put on here)."""
     try:
         from jax._src import compilation_cache as cc
         from jax._src import lru_cache
@@ -38,9 +40,9 @@ def guard_jax_cache(folder: str) -> None:
         opened, suffix = cc.get_file_cache, lru_cache._CACHE_SUFFIX
         check = (cc.decompress_executable, cc.extract_executable_and_time)
     except (ImportError, AttributeError):
-        return
+        return None
     if getattr(opened, "guarding", None) is not None:  # guarded already
-        return
+        return None
 
     class Guarded(CacheInterface):
         """The file cache of `folder`, reading each entry as JAX will before handing it over."""
@@ -84,3 +86,9 @@ def guard_jax_cache(folder: str) -> None:
 
     guarding.guarding = folder
     cc.get_file_cache = guarding
+
+    def unguard():
+        if cc.get_file_cache is guarding:  # not where another guard was put on over this one
+            cc.get_file_cache = opened
+
+    return unguard
