@@ -325,3 +325,16 @@ def test_unreadable_entries_are_compiled_again_replaced_and_told_once(filled, da
     assert len(told) == 1 and str(folder) in told[0], again.stderr
     kept = [p for p, data in damaged.items() if p.exists() and p.read_bytes() == data]
     assert not kept, f"left unreadable: {kept}"
+
+
+@pytest.mark.parametrize("case", [c for c in registry.all_cases() if c.jax_module is not None], ids=lambda c: c.name)
+def test_every_case_module_build_is_kept_between_runs(case, tmp_path):
+    """A case's nnx module (its abstract build) pickles, by reference to the library's classes:
+    a class defined inside a factory would be rebuilt every run (`UNKEPT`). A module whose
+    call differs from torch's says so in `Case.jax_call`, not in a class of its own."""
+    folder = str(tmp_path / "programs")
+    build = lambda: jax_adapter._abstract_module(case.jax_module, jnp.dtype("float32"))  # noqa: E731
+    ProgramCache(folder).build((case.jax_module, "float32"), build, keep=True)
+    again = ProgramCache(folder)
+    again.build((case.jax_module, "float32"), lambda: pytest.fail("built again"), keep=True)
+    assert (again.hits, again.unkept) == (1, 0)

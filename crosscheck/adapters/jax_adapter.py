@@ -454,10 +454,12 @@ class JaxAdapter:
                 _nnx_set(module, path, value, jdtype)
         return module
 
-    def module_request(self, module, inputs: list, in_diff: list[bool], cts: list, keywords=None, key=None, name=None):
-        """One trial through `module(*inputs)`, differentiated with respect to its `nnx.Param`s
-        and the differentiable inputs, as `nnx.grad` does for a user; compiled, so that a
-        second run takes the program from the persistent cache.
+    def module_request(self, module, inputs: list, in_diff: list[bool], cts: list, keywords=None, key=None, name=None,
+                       via=None):
+        """One trial through `module(*inputs)` (or `via(module, *inputs)`: see `Case.jax_call`),
+        differentiated with respect to its `nnx.Param`s and the differentiable inputs, as
+        `nnx.grad` does for a user; compiled, so that a second run takes the program from the
+        persistent cache.
 
         Finishes as `(outs, input_grads {i: g}, param_grads {path: g}, meta, expected_meta)`;
         `meta` holds each raw gradient's `(shape, dtype)`, `expected_meta` each parameter's.
@@ -473,7 +475,7 @@ class JaxAdapter:
         if key is not None:
             graphdef = _GRAPHDEFS.setdefault(key, graphdef)
         keywords = tuple(keywords or [None] * len(inputs))
-        body = _module_body(graphdef, idx, keywords)
+        body = _module_body(graphdef, idx, keywords, via)
         built = self.programs.files(key) if self.programs is not None else ()
         named = name and f"{name} module {idx} {keywords}"
 
@@ -492,10 +494,12 @@ class JaxAdapter:
                 expected,
             )
 
-        return Request(body, named, key and key[0], (params, rest, tuple(inputs), tuple(cts)), finish, built)
+        fn = key and (key[0] if via is None else (key[0], via))
+        return Request(body, named, fn, (params, rest, tuple(inputs), tuple(cts)), finish, built)
 
-    def module_grads(self, module, inputs: list, in_diff: list[bool], cts: list, keywords=None, key=None, name=None):
-        return self.run(self.module_request(module, inputs, in_diff, cts, keywords, key, name))
+    def module_grads(self, module, inputs: list, in_diff: list[bool], cts: list, keywords=None, key=None, name=None,
+                     via=None):
+        return self.run(self.module_request(module, inputs, in_diff, cts, keywords, key, name, via))
 
 
 @dataclass
@@ -520,9 +524,10 @@ def _fused_program(bodies: tuple, many: bool):
 
 
 @functools.lru_cache(maxsize=None)
-def _module_body(graphdef, idx: tuple[int, ...], keywords: tuple[str | None, ...]):
+def _module_body(graphdef, idx: tuple[int, ...], keywords: tuple[str | None, ...], via=None):
     """`(params, rest, inputs, cts) -> (outs, param grads, input grads)` for one module
-    structure: the user's `nnx.grad` over the module, rebuilt from its state inside `jit`."""
+    structure: the user's `nnx.grad` over the module, rebuilt from its state inside `jit`,
+    called directly or `via(module, *inputs)`."""
     from flax import nnx
 
     def run(params, rest, inputs, cts):
@@ -530,7 +535,7 @@ def _module_body(graphdef, idx: tuple[int, ...], keywords: tuple[str | None, ...
             xs = list(inputs)
             for i, v in zip(idx, diff_inputs):
                 xs[i] = v
-            outs = _as_tuple(call(model, xs, keywords))
+            outs = _as_tuple(call(model if via is None else functools.partial(via, model), xs, keywords))
             return sum(jnp.sum(o * c) for o, c in zip(outs, cts)), outs
 
         model = nnx.merge(graphdef, params, rest)

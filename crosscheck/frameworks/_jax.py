@@ -118,7 +118,7 @@ class JaxSide:
         module = a.build_module(case.jax_module, plan.dtype, pmap.to_nnx(torch_layout))
         request = a.module_request(
             module, view.args[:n_in], in_diff, view.cts, keywords,
-            key=(case.jax_module, plan.dtype), name=_name(plan, case.jax_module),
+            key=(case.jax_module, plan.dtype), name=_name(plan, case.jax_module), via=case.jax_call,
         )
 
         def to_torch_layout(value):
