@@ -4,7 +4,7 @@ Arrays arrive as numpy (float64 or integer) with a leading trial axis. An elemen
 `|actual - expected| <= allowed`, `allowed` being one number per element: for values,
 gradients and Hessian products, `allowance` sizes it from how sensitive that element is to the
 rounding of the dtype under test (measured by the JAX adapter in float64 on the reference,
-`JaxAdapter.rounding_request`; see docs/tolerances.md). NaN (and inf) must appear in the same places on both
+`jax_requests.rounding`; see docs/tolerances.md). NaN (and inf) must appear in the same places on both
 sides: nothing is replaced.
 """
 
@@ -64,7 +64,7 @@ def rounding_units(dtype: str) -> tuple[float, float, float, float]:
 
 def allowance(error: np.ndarray, sides: int) -> np.ndarray:
     """The allowed difference per element, for rounding errors of shape `(trials, ...)` (the
-    spread that `JaxAdapter.rounding_request` measures), between two results of which `sides` (1 or 2) were computed in the
+    spread that `jax_requests.rounding` measures), between two results of which `sides` (1 or 2) were computed in the
     dtype under test: one against the float64 oracle, two against each other."""
     error = np.asarray(error, dtype=np.float64)
     flat = error.reshape(error.shape[0], -1) if error.ndim else error.reshape(1, 1)

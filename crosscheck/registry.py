@@ -85,7 +85,8 @@ class Case:
     return an array or a tuple of arrays. `torch_fn`/`jax_fn` are the custom layers;
     `torch_ref`/`jax_ref` compute the same thing from the frameworks' standard ops.
     `torch_module(dtype, device)` and `jax_module(dtype)` build the user-facing modules; the
-    harness loads the drawn parameters into them and calls `module(*inputs)`.
+    harness loads the drawn parameters into them and calls `module(*inputs)`, or, for the nnx
+    module, `jax_call(module, *inputs)` where given.
     """
 
     name: str
@@ -98,6 +99,11 @@ class Case:
     params: tuple[Tensor, ...] = ()
     torch_module: Callable[..., Any] | None = None
     jax_module: Callable[..., Any] | None = None
+    # How the harness calls the nnx module, where it takes the inputs otherwise than torch's
+    # module does: `jax_call(module, *inputs, **keywords)`, a module-level function or a
+    # `functools.partial` of one (the program cache names the module's programs by it), so
+    # that the module itself is the library's own and pickles by reference.
+    jax_call: Callable[..., Any] | None = None
     out_layouts: tuple[Layout, ...] = (IDENTITY,)
     dtypes: tuple[str, ...] = DTYPES
     # False where the layer's backward is not itself differentiable by design.

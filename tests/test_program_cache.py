@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from crosscheck import registry, session
-from crosscheck.adapters import jax_adapter
+from crosscheck.adapters import jax_adapter, jax_programs
 from crosscheck.adapters.program_cache import ProgramCache
 from crosscheck.adapters.sources import identity
 
@@ -58,7 +58,7 @@ def _load(name: str):
 
 
 def _grad(cache: ProgramCache, fn, x):
-    program = jax_adapter._program(jax_adapter._vjp_body(fn, (0,)))
+    program = jax_programs.program(jax_programs.vjp_body(fn, (0,)))
     device = jax.devices("cpu")[0]
     _, (g,) = cache.call(program, "square [] custom vjp", fn, ((x,), {}, (jnp.ones_like(x),)), device)
     return np.asarray(g)
@@ -105,15 +105,15 @@ def test_the_program_that_ran_next_last_time_is_loaded_ahead(layer_dir, tmp_path
     again = ProgramCache(folder)
     square = _load(name).square
     assert np.array_equal(_grad(again, square, a), 2 * np.asarray(a))
-    (ahead,) = again.pending  # b's program, loading on the loader's thread
+    (ahead,) = again.ahead.pending  # b's program, loading on the loader's thread
     assert np.array_equal(_grad(again, square, b), 2 * np.asarray(b))
-    assert not again.pending and ahead in again.memory and (again.hits, again.misses) == (2, 0)
+    assert not again.ahead.pending and ahead in again.memory and (again.hits, again.misses) == (2, 0)
 
     # Another order (a shard's) keeps links of its own, and follows none of these.
     other = ProgramCache(folder)
     other.order = "1of2"
     _grad(other, square, a)
-    assert not other.pending
+    assert not other.ahead.pending
     _grad(other, square, b)
     assert len(os.listdir(os.path.join(folder, "next-1of2"))) == 1  # its own a -> b
 
@@ -133,7 +133,7 @@ def test_a_trace_kept_by_jax_from_earlier_still_counts_its_files(layer_dir, tmp_
     _write_layer(layer_dir, name, 2.0)
     fn = _load(name).square
     x = jnp.arange(1.0, 4.0).reshape(3, 1)
-    jax_adapter._program(jax_adapter._vjp_body(fn, (0,))).lower((x,), {}, (jnp.ones_like(x),))
+    jax_programs.program(jax_programs.vjp_body(fn, (0,))).lower((x,), {}, (jnp.ones_like(x),))
     cache = ProgramCache(str(tmp_path / "programs"))
     _grad(cache, fn, x)
     (entry,) = os.listdir(cache.folder)
@@ -204,7 +204,7 @@ def test_only_registered_cases_use_the_program_cache(monkeypatch, tmp_path):
     rows = lambda report: [(r.check, r.tensor, r.compared, r.max_abs_err) for r in report.results]  # noqa: E731
     assert rows(first) == rows(second)
     session.run(cases=[case], dtypes=["float64"], trials=2, program_cache=True)
-    assert seen[-1] is None
+    assert seen[-1] is jax_adapter.OFF
 
 
 def test_a_kept_value_is_computed_again_when_its_sources_change(layer_dir, tmp_path):
@@ -325,3 +325,16 @@ def test_unreadable_entries_are_compiled_again_replaced_and_told_once(filled, da
     assert len(told) == 1 and str(folder) in told[0], again.stderr
     kept = [p for p, data in damaged.items() if p.exists() and p.read_bytes() == data]
     assert not kept, f"left unreadable: {kept}"
+
+
+@pytest.mark.parametrize("case", [c for c in registry.all_cases() if c.jax_module is not None], ids=lambda c: c.name)
+def test_every_case_module_build_is_kept_between_runs(case, tmp_path):
+    """A case's nnx module (its abstract build) pickles, by reference to the library's classes:
+    a class defined inside a factory would be rebuilt every run (`UNKEPT`). A module whose
+    call differs from torch's says so in `Case.jax_call`, not in a class of its own."""
+    folder = str(tmp_path / "programs")
+    build = lambda: jax_programs.abstract_module(case.jax_module, jnp.dtype("float32"))  # noqa: E731
+    ProgramCache(folder).build((case.jax_module, "float32"), build, keep=True)
+    again = ProgramCache(folder)
+    again.build((case.jax_module, "float32"), lambda: pytest.fail("built again"), keep=True)
+    assert (again.hits, again.unkept) == (1, 0)

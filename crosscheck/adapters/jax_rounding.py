@@ -20,7 +20,6 @@ error is that of the smallest normal number, not `u |z|` (`compare.SMALLEST_NORM
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
@@ -28,6 +27,8 @@ import numpy as np
 import jax.numpy as jnp
 from jax import lax
 from jax.extend import core as jex_core
+
+from .jax_programs import kept
 
 ROUND, ACCUMULATE = 0, 1
 
@@ -188,7 +189,7 @@ def spread(f, args: tuple, units, buffers):
     return jax.tree_util.tree_unflatten(out_tree, rms)
 
 
-@functools.lru_cache(maxsize=None)
+@kept
 def spread_body(per_trial):
     """`(units, buffers, *args) ->` `per_trial`'s rounding spread (`spread`), over the trial
     axis of every one of `args`."""

@@ -1,11 +1,11 @@
 """What a traced JAX program depends on, told without tracing it again.
 
 A program kept between runs (`program_cache`) may be reused only while everything its trace
-ran is unchanged. `watching()` records the Python files a trace runs; `Sources` turns them into
-a manifest (the text of each file outside site-packages; for a package installed in
-site-packages the size and time of its own file, which an install or upgrade rewrites;
-nothing for the standard library, which Python's version names) and tells whether a manifest
-still holds. `identity` names a function by where its code lives and the values it holds.
+ran is unchanged. `watching()` records the Python files a trace runs (`CaseWatch`: every trace
+of a case run from its first miss on); `Sources` turns them into a manifest (the text of each
+file outside site-packages; for a package installed in site-packages the size and time of its
+own file, which an install or upgrade rewrites; nothing for the standard library, which
+Python's version names) and tells whether a manifest still holds. `identity` names a function by where its code lives and the values it holds.
 """
 
 from __future__ import annotations
@@ -45,6 +45,56 @@ def watching():
         profile.disable()
         profile.create_stats()
         seen.update(code[0] for code in profile.stats)
+
+
+class CaseWatch:
+    """The files that a case run's traces ran, watched from its first miss on (`start`).
+
+    A trace may reuse one that JAX kept from earlier (a custom_vjp's fwd, say) and so not run
+    its files again. So the first miss of a case run clears JAX's caches, and from then on every
+    trace of the case run is watched (`watch`), and `files` holds every file run since the
+    clear. `blind` once a trace since then could not be watched (another profiler ran).
+    """
+
+    def __init__(self):
+        self.new_case()
+
+    def new_case(self) -> None:
+        self.files: set[str] | None = None
+        self.blind = False
+
+    def start(self) -> None:
+        """At a case run's first miss: clear JAX's caches, and watch every trace from now on."""
+        import jax
+
+        if self.files is None:
+            jax.clear_caches()
+            self.files = set()
+
+    @contextlib.contextmanager
+    def watch(self):
+        """Records the files run inside, once the case run is watched."""
+        if self.files is None:
+            yield
+            return
+        with watching() as seen:
+            yield
+        self._add(seen)
+
+    def alone(self, thunk):
+        """`(thunk(), the files it ran)`, watched on its own; those files also join the case
+        run's, when it is watched (a trace JAX keeps from it may serve a later program)."""
+        with watching() as seen:
+            value = thunk()
+        if self.files is not None:
+            self._add(seen)
+        return value, seen
+
+    def _add(self, seen) -> None:
+        if seen is None:
+            self.blind = True
+        else:
+            self.files |= seen
 
 
 class Sources:

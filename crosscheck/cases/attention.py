@@ -6,6 +6,7 @@ at least one key: the frameworks disagree on fully masked rows (torch 0, JAX a u
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -44,6 +45,25 @@ def dropout_input(p, shape):
 
 
 # -- scaled dot-product attention ------------------------------------------------------------
+
+
+def _sdpa_module(dtype, *, scale, is_causal):
+    from jax_layers.attention import DotProductAttention
+
+    return DotProductAttention(scale=scale, is_causal=is_causal)
+
+
+def _sdpa_call(module, q, k, v, m=None, *, dropout_mask=None, additive: bool, dropout_rate: float):
+    """`module` (a `DotProductAttention`) called with torch's single `attn_mask` slot: a bool
+    mask, or (`additive`) a float bias; with a `dropout_rate`, dropout through
+    flax.nnx.dot_product_attention's counterpart, which the module lacks."""
+    bias, mask = (m, None) if additive else (None, m)
+    if not dropout_rate:
+        return module(q, k, v, bias, mask)
+    from jax_layers.attention import nnx_attention_fn
+
+    return nnx_attention_fn(q, k, v, bias, mask, dropout_rate=dropout_rate, is_causal=module.is_causal,
+                            dropout_mask=dropout_mask)
 
 
 def _sdpa_case(name, q_shape, s_len, mask=None, is_causal=False, scale=None, dropout=None, description=""):
@@ -112,11 +132,6 @@ def _sdpa_case(name, q_shape, s_len, mask=None, is_causal=False, scale=None, dro
 
         return ScaledDotProductAttention(is_causal=is_causal, scale=scale, dropout_p=p)
 
-    def jax_module(dtype):
-        from ._jax_modules import MaskLast
-
-        return MaskLast(additive=kind != "bool", scale=scale, is_causal=is_causal, dropout_rate=p)
-
     n, h, L, e = q_shape
     inputs = [Tensor(x, (n, h, length, e), layout=HEADS_LAST) for x, length in (("query", L), ("key", s_len), ("value", s_len))]
     if kind == "bool":
@@ -136,7 +151,8 @@ def _sdpa_case(name, q_shape, s_len, mask=None, is_causal=False, scale=None, dro
         jax_fn=jax_fn,
         jax_ref=jax_ref,
         torch_module=torch_module,
-        jax_module=jax_module,
+        jax_module=functools.partial(_sdpa_module, scale=scale, is_causal=is_causal),
+        jax_call=functools.partial(_sdpa_call, additive=kind != "bool", dropout_rate=p),
         out_layouts=(HEADS_LAST,),
         description=description,
     )

@@ -3,11 +3,13 @@
 Options: a key padding mask, dropout (its keep mask drawn here for both sides), key and value
 inputs of their own sizes (`kdim`, `vdim`: nnx's `in_kv_features`), and torch's appended key
 and value rows (`add_bias_kv`, `add_zero_attn`), which flax.nnx lacks: the NNX side of those
-runs `jax_layers.attention.multi_head_attention` in a module of the case's own.
+runs `jax_layers.attention.multi_head_attention` on the parameters of the library's module
+(`_rows_call`).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 from ..convert.attention import mha_param_map
@@ -63,6 +65,49 @@ def _jax_reference(a, E, H, p, zero_attn):
         w = jnp.where(a["dropout_mask"], w / (1 - p), 0)
     o = jnp.einsum("bhts,bshd->bthd", w, v)
     return o.reshape(*o.shape[:-2], E) @ a["out_proj.weight"] + a["out_proj.bias"]
+
+
+def _jax_module(dtype, *, heads, embed_dim, kdim, vdim, dropout, bias_kv):
+    """`jax_layers.attention.MultiHeadAttention`, with what flax.nnx's module lacks set on it:
+    where `vdim` is not `kdim`, the value projection of one built for values of size `vdim`;
+    with `bias_kv`, `bias_k`/`bias_v (heads, head_dim)` for torch's appended rows (`_rows_call`
+    reads them)."""
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from jax_layers.attention import MultiHeadAttention
+
+    common = dict(dropout_rate=dropout, decode=False, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0))
+    module = MultiHeadAttention(heads, embed_dim, in_kv_features=kdim, deterministic=False, **common)
+    if vdim != kdim:
+        module.value = MultiHeadAttention(heads, embed_dim, in_kv_features=vdim, **common).value
+    if bias_kv:
+        module.bias_k = nnx.Param(jnp.zeros((heads, module.head_dim), dtype))
+        module.bias_v = nnx.Param(jnp.zeros((heads, module.head_dim), dtype))
+    return module
+
+
+def _keeps(kpm):
+    """torch's key padding mask `(N, S)` (True = ignore) as nnx's bool mask (True = take part)."""
+    return None if kpm is None else ~kpm[:, None, None, :]
+
+
+def _padded_call(module, q, k, v, kpm=None, *, dropout_mask=None):
+    """`module` called as `(q, k, v[, key_padding_mask])`, as torch's module is."""
+    return module(q, k, v, mask=_keeps(kpm), dropout_mask=dropout_mask)
+
+
+def _rows_call(module, q, k, v, kpm=None, *, dropout_mask=None, add_bias_kv: bool, add_zero_attn: bool):
+    """`_padded_call`, with keys and values of their own sizes and torch's appended rows
+    (`add_bias_kv`, `add_zero_attn`): `multi_head_attention` on the module's parameters."""
+    from jax_layers.attention import multi_head_attention
+
+    projections = (module.query, module.key, module.value, module.out)
+    rows = {"bias_k": module.bias_k[...], "bias_v": module.bias_v[...]} if add_bias_kv else {}
+    return multi_head_attention(
+        q, k, v, *(m.kernel[...] for m in projections), *(m.bias[...] for m in projections), mask=_keeps(kpm),
+        add_zero_attn=add_zero_attn, dropout_rate=module.dropout_rate, dropout_mask=dropout_mask, **rows,
+    )
 
 
 def _mha_case(name, n, L, s_len, embed_dim, num_heads, padding=False, dropout=0.0, kdim=None, vdim=None,
@@ -157,17 +202,6 @@ def _mha_case(name, n, L, s_len, embed_dim, num_heads, padding=False, dropout=0.
         return BatchFirst(E, H, dropout=dropout, add_bias_kv=bias_kv, add_zero_attn=zero_attn, kdim=kdim, vdim=vdim,
                           batch_first=True, dtype=dtype, device=device)
 
-    def jax_module(dtype):
-        from flax import nnx
-
-        from ._jax_modules import PaddedMultiHeadAttention, RowsMultiHeadAttention
-
-        common = dict(decode=False, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0))
-        if bias_kv or zero_attn or kdim != vdim:
-            return RowsMultiHeadAttention(H, E, kdim, vdim, add_bias_kv=bias_kv, add_zero_attn=zero_attn,
-                                          dropout_rate=dropout, **common)
-        return PaddedMultiHeadAttention(H, E, in_kv_features=kdim, dropout_rate=dropout, deterministic=False, **common)
-
     return Case(
         name=name,
         family="attention",
@@ -178,7 +212,10 @@ def _mha_case(name, n, L, s_len, embed_dim, num_heads, padding=False, dropout=0.
         jax_fn=jax_fn,
         jax_ref=jax_ref,
         torch_module=torch_module,
-        jax_module=jax_module,
+        jax_module=functools.partial(_jax_module, heads=H, embed_dim=E, kdim=kdim, vdim=vdim, dropout=dropout,
+                                     bias_kv=bias_kv),
+        jax_call=(functools.partial(_rows_call, add_bias_kv=bias_kv, add_zero_attn=zero_attn)
+                  if bias_kv or zero_attn or kdim != vdim else _padded_call),
         param_map=mha_param_map(H),
         description=description,
     )

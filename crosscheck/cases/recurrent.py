@@ -2,11 +2,13 @@
 
 Inputs are `(x, h, c)` / `(x, h)`; torch's `weight_ih (G*H, in)` is Flax's fused `(in, G*H)`
 kernel. The modules' call conventions differ (torch `cell(x, (h, c)) -> (h', c')`, Flax
-`cell((c, h), x) -> ((c', h'), h')`), so the cases wrap both in `module(x, h, c) -> (h', c')`.
+`cell((c, h), x) -> ((c', h'), h')`), so the cases call both as `(x, h, c) -> (h', c')`: torch's
+through a subclass, the nnx cell through `jax_call`.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 from .. import draw
@@ -75,14 +77,21 @@ def _lstm_modules(in_features, hidden, bias):
 
         return LSTMCellXHC(in_features, hidden, bias=bias, dtype=dtype, device=device)
 
-    def jax_module(dtype):
-        from flax import nnx
+    return torch_module, functools.partial(lstm_jax_module, in_features, hidden)
 
-        from ._jax_modules import LSTMCellXHC
 
-        return LSTMCellXHC(in_features, hidden, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0))
+def lstm_jax_module(in_features, hidden, dtype):
+    from flax import nnx
 
-    return torch_module, jax_module
+    from jax_layers.recurrent import LSTMCell
+
+    return LSTMCell(in_features, hidden, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0))
+
+
+def lstm_jax_call(cell, x, h, c):
+    """The nnx cell (`cell((c, h), x) -> ((c', h'), h')`) called as torch's: `(x, h, c) -> (h', c')`."""
+    (c_new, h_new), _ = cell((c, h), x)
+    return h_new, c_new
 
 
 def _lstm_case(name, batch, in_features, hidden, bias=True):
@@ -100,6 +109,7 @@ def _lstm_case(name, batch, in_features, hidden, bias=True):
         jax_ref=lstm_jax_ref,
         torch_module=torch_module,
         jax_module=jax_module,
+        jax_call=lstm_jax_call,
         # Flax has one bias per gate (b_ih + b_hh); both torch biases get its gradient.
         param_map=lstm_map(bias),
         description=f"x {(*batch, in_features)}, H={hidden}, bias={bias} -> (h', c')",
@@ -150,23 +160,27 @@ def _gru_modules(in_features, hidden, bias):
 
         return GRUCell(in_features, hidden, bias=bias, dtype=dtype, device=device)
 
-    def jax_module(dtype):
-        from flax import nnx
+    return torch_module, functools.partial(gru_jax_module, in_features, hidden, bias)
 
-        from jax_layers.recurrent import modified_orthogonal
 
-        from ._jax_modules import GRUCellXH
+def gru_jax_module(in_features, hidden, bias, dtype):
+    from flax import nnx
 
-        # With torch biases, b_hn needs `dense_h.bias`, which flax.nnx.GRUCell lacks. Flax's
-        # default orthogonal init runs a QR that CPU LAPACK lacks in half precision (as in
-        # flax.nnx.GRUCell); the LSTM's float32-then-cast init avoids it, and the harness
-        # overwrites the values anyway.
-        return GRUCellXH(
-            in_features, hidden, use_recurrent_bias=bias, recurrent_kernel_init=modified_orthogonal,
-            dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0),
-        )
+    from jax_layers.recurrent import GRUCell, modified_orthogonal
 
-    return torch_module, jax_module
+    # With torch biases, b_hn needs `dense_h.bias`, which flax.nnx.GRUCell lacks. Flax's
+    # default orthogonal init runs a QR that CPU LAPACK lacks in half precision (as in
+    # flax.nnx.GRUCell); the LSTM's float32-then-cast init avoids it, and the harness
+    # overwrites the values anyway.
+    return GRUCell(
+        in_features, hidden, use_recurrent_bias=bias, recurrent_kernel_init=modified_orthogonal,
+        dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0),
+    )
+
+
+def gru_jax_call(cell, x, h):
+    """The nnx cell (`cell(h, x) -> (h', h')`) called as torch's: `(x, h) -> h'`."""
+    return cell(h, x)[1]
 
 
 def _gru_case(name, batch, in_features, hidden, bias=True):
@@ -184,6 +198,7 @@ def _gru_case(name, batch, in_features, hidden, bias=True):
         jax_ref=gru_jax_ref,
         torch_module=torch_module,
         jax_module=jax_module,
+        jax_call=gru_jax_call,
         param_map=gru_map(bias, recurrent_bias=bias),
         description=f"x {(*batch, in_features)}, H={hidden}, bias={bias} -> h'",
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..adapters import jax_requests
 from ..compare import SPREAD_DRAWS, rounding_units
 from ..inputs import Inputs
 from ..plan import FD_SHIFTS, FD_STEP, ModuleRun, Plan, Stage, Vjp
@@ -18,7 +19,7 @@ from . import each, larger_rounding
 
 
 def _then(request, post):
-    """`request` (a JAX adapter `Request`) finishing with `post` applied to its result."""
+    """`request` (a `jax_requests.Request`) finishing with `post` applied to its result."""
     finish = request.finish
     return dataclasses.replace(request, finish=lambda raw: post(finish(raw)))
 
@@ -96,11 +97,12 @@ class JaxSide:
         grads_back = lambda gs: [None if g is None else t.layout.from_jax(g) for t, g in zip(case.tensors, gs)]  # noqa: E731
         if stage.op == "forward":
             view = inputs.for_jax(a, shift=stage.shift * FD_STEP if stage.shift else None)
-            return _then(a.forward_request(fn, view.args, name=_name(plan, fn)), back)
+            return _then(jax_requests.forward(a, fn, view.args, name=_name(plan, fn)), back)
         view = inputs.for_jax(a, dtype=stage.dtype)
         if stage.op == "hvp":
-            return _then(a.hvp_request(fn, view.args, diff, view.cts, view.directions, name=_name(plan, fn)), grads_back)
-        request = a.vjp_request(fn, view.args, diff, view.cts, name=_name(plan, fn))
+            request = jax_requests.hvp(a, fn, view.args, diff, view.cts, view.directions, name=_name(plan, fn))
+            return _then(request, grads_back)
+        request = jax_requests.vjp(a, fn, view.args, diff, view.cts, name=_name(plan, fn))
         expected = [(tuple(t.layout.jax_shape(t.shape)), stage.dtype or plan.dtype) for t in case.tensors]
         return _then(request, lambda v: Vjp(back(v[0]), grads_back(v[1]), v[2], expected))
 
@@ -115,10 +117,10 @@ class JaxSide:
         torch_layout = {t.name: inputs.data[t.name][0] for t in case.params}
         # In the run's dtype, as the torch module holds them: Flax keeps batch stats in
         # float32 whatever the module's dtype, which would round float64 running statistics.
-        module = a.build_module(case.jax_module, plan.dtype, pmap.to_nnx(torch_layout))
-        request = a.module_request(
-            module, view.args[:n_in], in_diff, view.cts, keywords,
-            key=(case.jax_module, plan.dtype), name=_name(plan, case.jax_module),
+        module = jax_requests.build_module(a, case.jax_module, plan.dtype, pmap.to_nnx(torch_layout))
+        request = jax_requests.module(
+            a, module, view.args[:n_in], in_diff, view.cts, keywords,
+            key=(case.jax_module, plan.dtype), name=_name(plan, case.jax_module), via=case.jax_call,
         )
 
         def to_torch_layout(value):
@@ -167,9 +169,11 @@ class JaxSide:
         more = dict(units=rounding_units(plan.dtype), draws=SPREAD_DRAWS, name=_name(plan, fn))
         grads_back = lambda gs: [None if g is None else t.layout.from_jax(g) for t, g in zip(case.tensors, gs)]  # noqa: E731
         if hvp:
-            return _then(a.rounding_request(fn, view.args, diff, view.cts, vs=view.directions, **more), grads_back)
+            return _then(jax_requests.rounding(a, fn, view.args, diff, view.cts, vs=view.directions, **more),
+                         grads_back)
         back = lambda outs: tuple(lay.from_jax(o) for lay, o in zip(inputs.out_layouts(len(outs)), outs))  # noqa: E731
-        return _then(a.rounding_request(fn, view.args, diff, view.cts, **more), lambda v: Vjp(back(v[0]), grads_back(v[1])))
+        request = jax_requests.rounding(a, fn, view.args, diff, view.cts, **more)
+        return _then(request, lambda v: Vjp(back(v[0]), grads_back(v[1])))
 
     def _rounding_both(self, plan: Plan, inputs: Inputs, hvp: bool = False):
         """The rounding models of the JAX reference and custom function that exist, the
