@@ -147,8 +147,7 @@ def check(torch_fn: Callable | None = None, jax_fn: Callable | None = None, *, i
         The `Report` (as `crosscheck.run` returns), `not_run` listing what could not run.
     """
     from . import adapters
-    from .options import check_dtypes, check_options, resolve_device
-    from .precision import run_settings
+    from .options import check_dtypes, check_options
     from .session import versions
 
     case, given = make_case(torch_fn, jax_fn, inputs=inputs, params=params, torch_ref=torch_ref, jax_ref=jax_ref,
@@ -156,12 +155,7 @@ def check(torch_fn: Callable | None = None, jax_fn: Callable | None = None, *, i
     check_options(trials, 1, device)
     dtypes = check_dtypes(list(dtypes) if dtypes else None)
     results, not_run = [], {}
-    with run_settings():  # before the first JAX array; the caller's settings back after it
-        torch, jax = adapters.get("torch"), adapters.get("jax")
-        device = resolve_device(device, torch, jax)
-        torch.set_device(device)
-        jax.set_device(device)
-        jax.use_programs(False)
+    with adapters.opened(device) as (torch, jax, device):
         for dtype in dtypes:
             run = OneCallRun(case, dtype, device, trials, seed, torch, jax, given)
             results += run.run()

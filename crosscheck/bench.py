@@ -132,10 +132,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from . import adapters, registry
-    from .precision import full_precision
     from .options import UsageError, check_dtypes
 
-    torch_side, jax_side = adapters.get("torch"), adapters.get("jax")
     cases = registry.select(args.layer)
     try:
         dtypes = check_dtypes(args.dtype)
@@ -143,7 +141,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     result = {"trials": args.trials, "cases": {}, "trials_curve": {}, "size_curve": {}, "dtypes": dtypes}
-    with full_precision():
+    with adapters.opened("cpu") as (torch_side, jax_side, _):
         for case in cases:
             row = crosscheck_times(case, "float64", args.trials, torch_side, jax_side)
             row.update(baselines(case, torch_side, jax_side))

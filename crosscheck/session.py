@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 
-from .options import check_dtypes, check_options, check_seed, check_shard, resolve_device, select_cases
+from .options import check_dtypes, check_options, check_seed, check_shard, select_cases
 from .results import CheckResult, Report
 from .runner import run_case
 
@@ -58,15 +58,10 @@ def run(
         selected = selected[i::n]
     runs = [(c, d) for c in selected for d in dtypes if d in c.dtypes]
     from . import adapters
-    from .precision import run_settings
 
     results: list[CheckResult] = []
-    with run_settings():  # before the run's first JAX array; the user's settings back after it
-        torch, jax = adapters.get("torch"), adapters.get("jax")
-        device = resolve_device(device, torch, jax)
-        torch.set_device(device)
-        jax.set_device(device)
-        jax.use_programs(program_cache and cases is None, f"{shard[0]}of{shard[1]}" if shard else "")
+    order = f"{shard[0]}of{shard[1]}" if shard else ""
+    with adapters.opened(device, program_cache and cases is None, order) as (torch, jax, device):
         if progress is not None:
             progress.start(len(runs))
         for case, dtype in runs:

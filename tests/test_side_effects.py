@@ -1,6 +1,6 @@
 """Checks run from Python leave the process as they found it: JAX's configuration, its
 compilation cache, `XLA_FLAGS` and torch's global flags, after `crosscheck.run`,
-`crosscheck.check` and a pytest plugin item (issue 14, "No side effects")."""
+`crosscheck.check`, `check_port` and a pytest plugin item (issue 14, "No side effects")."""
 
 from __future__ import annotations
 
@@ -66,6 +66,17 @@ seen["crosscheck.run"] = state()
 report = crosscheck.check(torch_softsign, jax_softsign, inputs=[(3, 1, 4)], dtypes=["float64"], trials=2)
 assert report.passed and report.results
 seen["crosscheck.check"] = state()
+from flax import nnx
+from crosscheck.convert import torch_to_nnx
+from crosscheck.models import EXAMPLES
+from crosscheck.port import check_port
+
+ex = EXAMPLES["mlp"]
+torch_model, nnx_model = ex.torch_model(), ex.nnx_model(nnx.Rngs(0))
+torch_to_nnx(torch_model, nnx_model)
+report = check_port(torch_model, nnx_model, ex.inputs, dtypes=["float64"], trials=1, name="mlp")
+assert report.passed and report.results
+seen["check_port"] = state()
 with open("test_item.py", "w") as f:
     f.write("import softsign_layers.crosscheck_cases\n\ndef test_crosscheck(crosscheck_case):\n    crosscheck_case.check()\n")
 # `no:crosscheck`: a checkout's metadata on the path would register the plugin a second time.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 
 def get(name: str):
     if name == "torch":
@@ -14,6 +16,25 @@ def get(name: str):
         configure()  # before the adapter's first array
         return JaxAdapter()
     raise ValueError(f"Unknown framework: {name!r}")
+
+
+@contextlib.contextmanager
+def opened(device: str, programs: bool = False, order: str = ""):
+    """`(torch, jax, device)`: both adapters on `device` ("auto" resolved to what is there),
+    inside the settings a run needs (`precision.run_settings`), put back after the block. Every
+    entry point (the CLI's run, `crosscheck.check`, `check_port`, the benchmark) opens them
+    here, so that none leaves JAX configured for good. `programs`, `order`: see
+    `JaxAdapter.use_programs`."""
+    from ..options import resolve_device
+    from ..precision import run_settings
+
+    with run_settings():  # before the first JAX array: float64 arrays need x64 when made
+        torch, jax = get("torch"), get("jax")
+        device = resolve_device(device, torch, jax)
+        torch.set_device(device)
+        jax.set_device(device)
+        jax.use_programs(programs, order)
+        yield torch, jax, device
 
 
 def call(module, xs: list, keywords=None):

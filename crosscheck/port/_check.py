@@ -265,8 +265,7 @@ def check_port(
     """
     from .. import adapters
     from ..adapters import call
-    from ..precision import full_precision
-    from ..options import check_dtypes, check_options, resolve_device
+    from ..options import check_dtypes, check_options
     from ..results import Report
     from ..session import versions
 
@@ -275,19 +274,15 @@ def check_port(
     inputs = tuple(t if isinstance(t, Tensor) else Tensor(f"input {i}", tuple(t)) for i, t in enumerate(inputs))
     if not inputs:
         raise ValueError(f"`inputs` (={inputs}) must name at least one input")
-    torch, jax = adapters.get("torch"), adapters.get("jax")
-    device = resolve_device(device, torch, jax)
-    torch.set_device(device)
-    jax.set_device(device)
-    keywords = [t.name if t.keyword else None for t in inputs]
-    shaper = copy.deepcopy(torch_model).to(torch.device, torch.torch_dtype("float64")).eval()
-    case = Case(
-        name=name or f"{type(torch_model).__name__} vs {type(nnx_model).__name__}", family="port", inputs=inputs,
-        torch_fn=None, torch_ref=lambda *xs: call(shaper, list(xs), keywords), jax_fn=None, jax_ref=None,
-        out_layouts=tuple(out_layouts), selector=selector,
-    )
     results = []
-    with full_precision():
+    with adapters.opened(device) as (torch, jax, device):
+        keywords = [t.name if t.keyword else None for t in inputs]
+        shaper = copy.deepcopy(torch_model).to(torch.device, torch.torch_dtype("float64")).eval()
+        case = Case(
+            name=name or f"{type(torch_model).__name__} vs {type(nnx_model).__name__}", family="port", inputs=inputs,
+            torch_fn=None, torch_ref=lambda *xs: call(shaper, list(xs), keywords), jax_fn=None, jax_ref=None,
+            out_layouts=tuple(out_layouts), selector=selector,
+        )
         for k, dtype in enumerate(dtypes):
             run = PortRun(case, (torch_model, nnx_model), mapping, dtype, device, trials, seed, torch, jax, tolerances)
             if k == 0:
