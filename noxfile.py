@@ -120,21 +120,23 @@ def coverage(session: nox.Session) -> None:
     _backward_coverage(session, os.path.join("reports", "coverage.json"))
 
 
-def lowest_pins() -> list[str]:
+def lowest_pins(torch: bool = False) -> list[str]:
     """Every dependency at the lower bound pyproject.toml declares (`name>=v` as `name==v`), and
-    jaxlib at jax's; torch stays at constraints.txt's pin."""
+    jaxlib at jax's; torch too where `torch`, else left to constraints.txt's pin."""
     with open("pyproject.toml", "rb") as f:
         deps = tomllib.load(f)["project"]["dependencies"]
-    pins = [d.replace(">=", "==") for d in deps if not d.startswith("torch")]
+    pins = [d.replace(">=", "==") for d in deps if torch or not d.startswith("torch")]
     jax = next(p for p in pins if p.startswith("jax=="))
     return [*pins, jax.replace("jax==", "jaxlib==")]
 
 
 @nox.session
 def lowest(session: nox.Session) -> None:
-    """A slice of the tests on the lowest versions pyproject.toml allows (torch pinned at 2.13.0)."""
-    # torch is not lowered: every torch wheel but the pinned CPU one is a 3 GB download.
-    session.install("-c", "constraints.txt", *lowest_pins(), "-e", ".[test]")
+    """A slice of the tests on the lowest versions pyproject.toml allows. torch stays at
+    constraints.txt's CPU pin unless CROSSCHECK_LOWEST_TORCH=1: every other torch wheel on the
+    package index is a CUDA build, about 3 GB with its libraries."""
+    torch = os.environ.get("CROSSCHECK_LOWEST_TORCH") == "1"
+    session.install(*([] if torch else ["-c", "constraints.txt"]), *lowest_pins(torch), "-e", ".[test]")
     session.run("python", "-c", "import jax, flax, numpy, ml_dtypes, torch; print('jax', jax.__version__, "
                 "'flax', flax.__version__, 'numpy', numpy.__version__, 'ml_dtypes', ml_dtypes.__version__, 'torch', torch.__version__)")
     default = ["-q", "tests/test_cli.py", "tests/test_layers_linear.py", "tests/test_library.py"]
