@@ -1,4 +1,4 @@
-"""Sessions: `nox -s crosscheck`, `nox -s tests`, `nox -s mutants`, `nox -s coverage`,
+"""Sessions: `nox -s crosscheck`, `nox -s tests`, `nox -s mutants`, `nox -s soak`, `nox -s coverage`,
 `nox -s lowest`, `nox -s example`, `nox --no-venv -s gpu`.
 
 Dependencies are declared once, in pyproject.toml; `constraints.txt` pins torch to the CPU
@@ -74,6 +74,28 @@ def mutants(session: nox.Session) -> None:
     # where a mutant survives every dtype or an unexpected check kills it. Posargs replace this.
     every = ["--dtype", "float64", "--dtype", "float32", "--dtype", "bfloat16", "--dtype", "float16"]
     session.run("python", "-m", "crosscheck", "mutants", *(session.posargs or every))
+
+
+SOAK_REPORT = os.path.join("reports", "soak.json")
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """The tolerances' soak: seeds 0..999, four dtypes, four shape buckets; docs/tolerances.md's table."""
+    install(session)
+    # One trial per seed, every dtype (the default), the module path included; long on a small
+    # machine (docs/tolerances.md). Posargs replace these all: a slice names its own
+    # `--shapes 4 --trials 1`, e.g. `-- --layer gelu --seeds 0:50 --shapes 4 --trials 1`.
+    args = session.posargs or ["--seeds", "0:1000", "--shapes", "4", "--trials", "1", "--jobs", "auto"]
+    os.makedirs("reports", exist_ok=True)
+    if os.path.exists(SOAK_REPORT):
+        os.remove(SOAK_REPORT)  # a stale report must not stand in for this run's
+    try:
+        # The report is written even when checks fail; the table follows, then the failure.
+        session.run("python", "-m", "crosscheck", *args, "--json", SOAK_REPORT)
+    finally:
+        if os.path.exists(SOAK_REPORT):
+            session.run("python", "scripts/soak_table.py", "--target", "0.5", SOAK_REPORT)
 
 
 # The backward code: autograd.Function `backward`s (AppendRowFunction's for attention's appended
