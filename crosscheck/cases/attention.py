@@ -66,72 +66,79 @@ def _sdpa_call(module, q, k, v, m=None, *, dropout_mask=None, additive: bool, dr
                             dropout_mask=dropout_mask)
 
 
-def _sdpa_case(name, q_shape, s_len, mask=None, is_causal=False, scale=None, dropout=None, description=""):
-    """`mask`: None, "bool", "float" (differentiable) or "float-inf", with its shape; `dropout`:
-    None or `(p, keep mask shape)`, the keep mask an input drawn here for both sides."""
-    kind, mask_shape = mask or (None, None)
-    p, keep_shape = dropout or (0.0, None)
+# The case's functions are module-level, their options bound by `functools.partial` in
+# `_sdpa_case`: they then pickle by reference, which closures do not.
 
-    def split(rest):
-        """`(attn_mask, keep)` from the inputs after q, k, v."""
-        m = rest[0] if kind else None
-        return m, (rest[-1] if dropout else None)
 
-    def torch_fn(q, k, v, *rest):
-        from torch_layers.attention import scaled_dot_product_attention
+def _split(rest, *, kind, has_keep):
+    """`(attn_mask, keep)` from the inputs after q, k, v."""
+    m = rest[0] if kind else None
+    return m, (rest[-1] if has_keep else None)
 
-        m, keep = split(rest)
-        return scaled_dot_product_attention(q, k, v, attn_mask=m, dropout_p=p, is_causal=is_causal, scale=scale,
-                                            dropout_mask=keep)
 
-    def torch_ref(q, k, v, *rest):
-        import torch
-        import torch.nn.functional as F
-        from torch.nn.attention import SDPBackend, sdpa_kernel
+def _sdpa_torch(q, k, v, *rest, kind, has_keep, p, is_causal, scale):
+    from torch_layers.attention import scaled_dot_product_attention
 
-        m, keep = split(rest)
-        if keep is None:
-            # The math kernel: the fused CPU one has no vmap batching rule (and warns).
-            with sdpa_kernel(SDPBackend.MATH):
-                return F.scaled_dot_product_attention(q, k, v, attn_mask=m, is_causal=is_causal, scale=scale)
-        # The built-in draws its own dropout mask: the same math from standard ops instead.
-        s = torch.matmul(q, k.mT) * (1 / math.sqrt(q.shape[-1]) if scale is None else scale)
-        if m is not None:
-            s = s.masked_fill(~m, -math.inf) if kind == "bool" else s + m
-        if is_causal:
-            s = s.masked_fill(~torch.ones(s.shape[-2:], dtype=torch.bool).tril(), -math.inf)
-        return torch.matmul(torch.softmax(s, -1) * keep.to(s.dtype) / (1 - p), v)
+    m, keep = _split(rest, kind=kind, has_keep=has_keep)
+    return scaled_dot_product_attention(q, k, v, attn_mask=m, dropout_p=p, is_causal=is_causal, scale=scale,
+                                        dropout_mask=keep)
 
-    def jax_fn(q, k, v, *rest):
-        from jax_layers.attention import dot_product_attention, nnx_attention_fn
 
-        m, keep = split(rest)
-        bias, bool_mask = (None, m) if kind == "bool" else (m, None)
-        if keep is None:
-            return dot_product_attention(q, k, v, bias, bool_mask, scale=scale, is_causal=is_causal)
-        # flax.nnx.dot_product_attention's counterpart: jax.nn's has no dropout.
-        return nnx_attention_fn(q, k, v, bias, bool_mask, dropout_rate=p, is_causal=is_causal, dropout_mask=keep)
+def _sdpa_torch_ref(q, k, v, *rest, kind, has_keep, p, is_causal, scale):
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    def jax_ref(q, k, v, *rest):
-        import jax
-        import jax.numpy as jnp
+    m, keep = _split(rest, kind=kind, has_keep=has_keep)
+    if keep is None:
+        # The math kernel: the fused CPU one has no vmap batching rule (and warns).
+        with sdpa_kernel(SDPBackend.MATH):
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=m, is_causal=is_causal, scale=scale)
+    # The built-in draws its own dropout mask: the same math from standard ops instead.
+    s = torch.matmul(q, k.mT) * (1 / math.sqrt(q.shape[-1]) if scale is None else scale)
+    if m is not None:
+        s = s.masked_fill(~m, -math.inf) if kind == "bool" else s + m
+    if is_causal:
+        s = s.masked_fill(~torch.ones(s.shape[-2:], dtype=torch.bool).tril(), -math.inf)
+    return torch.matmul(torch.softmax(s, -1) * keep.to(s.dtype) / (1 - p), v)
 
-        m, keep = split(rest)
-        s = jnp.einsum("btnh,bsnh->bnts", q, k) * (1 / math.sqrt(q.shape[-1]) if scale is None else scale)
-        if m is not None:
-            s = jnp.where(m, s, -jnp.inf) if kind == "bool" else s + m
-        if is_causal:
-            s = jnp.where(jnp.tril(jnp.ones(s.shape[-2:], bool)), s, -jnp.inf)
-        w = jax.nn.softmax(s, axis=-1)
-        if keep is not None:
-            w = jnp.where(keep, w / (1 - p), 0)
-        return jnp.einsum("bnts,bsnh->btnh", w, v)
 
-    def torch_module(dtype, device):
-        from torch_layers.attention import ScaledDotProductAttention
+def _sdpa_jax(q, k, v, *rest, kind, has_keep, p, is_causal, scale):
+    from jax_layers.attention import dot_product_attention, nnx_attention_fn
 
-        return ScaledDotProductAttention(is_causal=is_causal, scale=scale, dropout_p=p)
+    m, keep = _split(rest, kind=kind, has_keep=has_keep)
+    bias, bool_mask = (None, m) if kind == "bool" else (m, None)
+    if keep is None:
+        return dot_product_attention(q, k, v, bias, bool_mask, scale=scale, is_causal=is_causal)
+    # flax.nnx.dot_product_attention's counterpart: jax.nn's has no dropout.
+    return nnx_attention_fn(q, k, v, bias, bool_mask, dropout_rate=p, is_causal=is_causal, dropout_mask=keep)
 
+
+def _sdpa_jax_ref(q, k, v, *rest, kind, has_keep, p, is_causal, scale):
+    import jax
+    import jax.numpy as jnp
+
+    m, keep = _split(rest, kind=kind, has_keep=has_keep)
+    s = jnp.einsum("btnh,bsnh->bnts", q, k) * (1 / math.sqrt(q.shape[-1]) if scale is None else scale)
+    if m is not None:
+        s = jnp.where(m, s, -jnp.inf) if kind == "bool" else s + m
+    if is_causal:
+        s = jnp.where(jnp.tril(jnp.ones(s.shape[-2:], bool)), s, -jnp.inf)
+    w = jax.nn.softmax(s, axis=-1)
+    if keep is not None:
+        w = jnp.where(keep, w / (1 - p), 0)
+    return jnp.einsum("bnts,bsnh->btnh", w, v)
+
+
+def _sdpa_torch_module(dtype, device, *, p, is_causal, scale):
+    from torch_layers.attention import ScaledDotProductAttention
+
+    return ScaledDotProductAttention(is_causal=is_causal, scale=scale, dropout_p=p)
+
+
+def _sdpa_inputs(q_shape, s_len, kind, mask_shape, dropout):
+    """q, k, v in torch's layout, then the `attn_mask` of `kind` and the dropout keep mask
+    where the case has them: the order the functions unpack (`_split`)."""
     n, h, L, e = q_shape
     inputs = [Tensor(x, (n, h, length, e), layout=HEADS_LAST) for x, length in (("query", L), ("key", s_len), ("value", s_len))]
     if kind == "bool":
@@ -141,16 +148,25 @@ def _sdpa_case(name, q_shape, s_len, mask=None, is_causal=False, scale=None, dro
     elif kind == "float-inf":
         inputs.append(Tensor("attn_mask", mask_shape, differentiable=False, draw=_inf_mask(0.4)))
     if dropout:
-        inputs.append(dropout_input(p, keep_shape))
+        inputs.append(dropout_input(*dropout))
+    return tuple(inputs)
+
+
+def _sdpa_case(name, q_shape, s_len, mask=None, is_causal=False, scale=None, dropout=None, description=""):
+    """`mask`: None, "bool", "float" (differentiable) or "float-inf", with its shape; `dropout`:
+    None or `(p, keep mask shape)`, the keep mask an input drawn here for both sides."""
+    kind, mask_shape = mask or (None, None)
+    p = dropout[0] if dropout else 0.0
+    options = dict(kind=kind, has_keep=bool(dropout), p=p, is_causal=is_causal, scale=scale)
     return Case(
         name=name,
         family="attention",
-        inputs=tuple(inputs),
-        torch_fn=torch_fn,
-        torch_ref=torch_ref,
-        jax_fn=jax_fn,
-        jax_ref=jax_ref,
-        torch_module=torch_module,
+        inputs=_sdpa_inputs(q_shape, s_len, kind, mask_shape, dropout),
+        torch_fn=functools.partial(_sdpa_torch, **options),
+        torch_ref=functools.partial(_sdpa_torch_ref, **options),
+        jax_fn=functools.partial(_sdpa_jax, **options),
+        jax_ref=functools.partial(_sdpa_jax_ref, **options),
+        torch_module=functools.partial(_sdpa_torch_module, p=p, is_causal=is_causal, scale=scale),
         jax_module=functools.partial(_sdpa_module, scale=scale, is_causal=is_causal),
         jax_call=functools.partial(_sdpa_call, additive=kind != "bool", dropout_rate=p),
         out_layouts=(HEADS_LAST,),

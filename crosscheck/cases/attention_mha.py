@@ -110,15 +110,82 @@ def _rows_call(module, q, k, v, kpm=None, *, dropout_mask=None, add_bias_kv: boo
     )
 
 
-def _mha_case(name, n, L, s_len, embed_dim, num_heads, padding=False, dropout=0.0, kdim=None, vdim=None,
-              bias_kv=False, zero_attn=False, description=""):
-    """Batch-first `(N, L, E)` queries and `(N, S, kdim)`, `(N, S, vdim)` keys and values; with
-    `padding`, a `key_padding_mask (N, S)` (True = ignore); with `dropout`, a keep mask
-    `(N, heads, L, S')`, `S'` counting the appended rows."""
-    E, H = embed_dim, num_heads
-    kdim, vdim = kdim or E, vdim or E
-    packed = kdim == vdim == E
-    extra = bias_kv + zero_attn
+# The case's functions are module-level, their options bound by `functools.partial` in
+# `_mha_case`: they then pickle by reference, which closures do not. They take
+# `(*inputs, *params)` and find each by its tensor name (`names`), as the inputs and
+# parameters a case has depend on its options.
+
+
+def _mha_torch(*args, names, E, H, dropout, zero_attn, packed):
+    from torch_layers.attention import multi_head_attention_forward
+
+    a = dict(zip(names, args))
+    q, k, v = (a[x].transpose(0, 1) for x in ("query", "key", "value"))
+    out, _ = multi_head_attention_forward(
+        q, k, v, E, H, a.get("in_proj_weight"), a["in_proj_bias"], a.get("bias_k"), a.get("bias_v"), zero_attn,
+        dropout, a["out_proj.weight"], a["out_proj.bias"], key_padding_mask=a.get("key_padding_mask"),
+        need_weights=False, use_separate_proj_weight=not packed, q_proj_weight=a.get("q_proj_weight"),
+        k_proj_weight=a.get("k_proj_weight"), v_proj_weight=a.get("v_proj_weight"), dropout_mask=a.get("dropout_mask"),
+    )
+    return out.transpose(0, 1)
+
+
+def _mha_torch_ref(*args, names, E, H, dropout, zero_attn, packed):
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    a = dict(zip(names, args))
+    if dropout:
+        return _torch_reference(a, E, H, dropout, zero_attn)
+    q, k, v = (a[x].transpose(0, 1) for x in ("query", "key", "value"))
+    with sdpa_kernel(SDPBackend.MATH):  # as in the SDPA cases
+        out, _ = F.multi_head_attention_forward(
+            q, k, v, E, H, a.get("in_proj_weight"), a["in_proj_bias"], a.get("bias_k"), a.get("bias_v"), zero_attn,
+            0.0, a["out_proj.weight"], a["out_proj.bias"], key_padding_mask=a.get("key_padding_mask"),
+            need_weights=False, use_separate_proj_weight=not packed, q_proj_weight=a.get("q_proj_weight"),
+            k_proj_weight=a.get("k_proj_weight"), v_proj_weight=a.get("v_proj_weight"),
+        )
+    return out.transpose(0, 1)
+
+
+def _mha_jax(*args, names, E, H, dropout, zero_attn, packed):
+    import jax.numpy as jnp
+
+    from jax_layers.attention import multi_head_attention
+
+    a = dict(zip(names, args))
+    ws = jnp.split(a["in_proj_weight"], 3, axis=1) if packed else [a[f"{x}_proj_weight"] for x in "qkv"]
+    kernels = [w.reshape(w.shape[0], H, E // H) for w in ws]
+    biases = [b.reshape(H, E // H) for b in jnp.split(a["in_proj_bias"], 3)]
+    kpm = a.get("key_padding_mask")
+    rows = {k: a[k].reshape(H, E // H) for k in ("bias_k", "bias_v") if k in a}
+    return multi_head_attention(
+        a["query"], a["key"], a["value"], *kernels, a["out_proj.weight"].reshape(H, E // H, E), *biases,
+        a["out_proj.bias"], mask=None if kpm is None else ~kpm[:, None, None, :], add_zero_attn=zero_attn,
+        dropout_rate=dropout, dropout_mask=a.get("dropout_mask"), **rows,
+    )
+
+
+def _mha_jax_ref(*args, names, E, H, dropout, zero_attn):
+    return _jax_reference(dict(zip(names, args)), E, H, dropout, zero_attn)
+
+
+def _mha_torch_module(dtype, device, *, E, H, dropout, bias_kv, zero_attn, kdim, vdim):
+    from torch_layers.attention import MultiheadAttention
+
+    class BatchFirst(MultiheadAttention):
+        """Calls as `(q, k, v[, key_padding_mask])` and returns the output only."""
+
+        def forward(self, q, k, v, kpm=None, *, dropout_mask=None):
+            return super().forward(q, k, v, key_padding_mask=kpm, need_weights=False, dropout_mask=dropout_mask)[0]
+
+    return BatchFirst(E, H, dropout=dropout, add_bias_kv=bias_kv, add_zero_attn=zero_attn, kdim=kdim, vdim=vdim,
+                      batch_first=True, dtype=dtype, device=device)
+
+
+def _mha_inputs(n, L, s_len, E, H, kdim, vdim, padding, dropout, extra):
+    """Queries, keys and values, then the key padding mask and the dropout keep mask only
+    where the case has them: the functions find each input by its name (`names`)."""
     inputs = [Tensor("query", (n, L, E)), Tensor("key", (n, s_len, kdim)), Tensor("value", (n, s_len, vdim))]
     if padding:
         # The draw keeps one key per row; inverted, it is torch's padding mask (True = ignore).
@@ -126,6 +193,12 @@ def _mha_case(name, n, L, s_len, embed_dim, num_heads, padding=False, dropout=0.
         inputs.append(Tensor("key_padding_mask", (n, s_len), kind="bool", differentiable=False, draw=pad))
     if dropout:
         inputs.append(dropout_input(dropout, (n, H, L, s_len + extra)))
+    return tuple(inputs)
+
+
+def _mha_params(E, kdim, vdim, packed, bias_kv):
+    """torch's parameters: one packed `in_proj_weight`, or one projection weight each where the
+    keys or values have sizes of their own."""
     # Weights of scale 0.4 keep the logits O(1): peaked softmaxes would only measure conditioning.
     if packed:
         params = [Tensor("in_proj_weight", (3 * E, E), layout=TRANSPOSE, draw=normal(0.4))]
@@ -138,80 +211,32 @@ def _mha_case(name, n, L, s_len, embed_dim, num_heads, padding=False, dropout=0.
     ]
     if bias_kv:
         params += [Tensor("bias_k", (1, 1, E), draw=normal(0.4)), Tensor("bias_v", (1, 1, E))]
-    names = [t.name for t in (*inputs, *params)]
+    return tuple(params)
 
-    def torch_fn(*args):
-        from torch_layers.attention import multi_head_attention_forward
 
-        a = dict(zip(names, args))
-        q, k, v = (a[x].transpose(0, 1) for x in ("query", "key", "value"))
-        out, _ = multi_head_attention_forward(
-            q, k, v, E, H, a.get("in_proj_weight"), a["in_proj_bias"], a.get("bias_k"), a.get("bias_v"), zero_attn,
-            dropout, a["out_proj.weight"], a["out_proj.bias"], key_padding_mask=a.get("key_padding_mask"),
-            need_weights=False, use_separate_proj_weight=not packed, q_proj_weight=a.get("q_proj_weight"),
-            k_proj_weight=a.get("k_proj_weight"), v_proj_weight=a.get("v_proj_weight"), dropout_mask=a.get("dropout_mask"),
-        )
-        return out.transpose(0, 1)
-
-    def torch_ref(*args):
-        import torch.nn.functional as F
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        a = dict(zip(names, args))
-        if dropout:
-            return _torch_reference(a, E, H, dropout, zero_attn)
-        q, k, v = (a[x].transpose(0, 1) for x in ("query", "key", "value"))
-        with sdpa_kernel(SDPBackend.MATH):  # as in the SDPA cases
-            out, _ = F.multi_head_attention_forward(
-                q, k, v, E, H, a.get("in_proj_weight"), a["in_proj_bias"], a.get("bias_k"), a.get("bias_v"), zero_attn,
-                0.0, a["out_proj.weight"], a["out_proj.bias"], key_padding_mask=a.get("key_padding_mask"),
-                need_weights=False, use_separate_proj_weight=not packed, q_proj_weight=a.get("q_proj_weight"),
-                k_proj_weight=a.get("k_proj_weight"), v_proj_weight=a.get("v_proj_weight"),
-            )
-        return out.transpose(0, 1)
-
-    def jax_fn(*args):
-        import jax.numpy as jnp
-
-        from jax_layers.attention import multi_head_attention
-
-        a = dict(zip(names, args))
-        ws = jnp.split(a["in_proj_weight"], 3, axis=1) if packed else [a[f"{x}_proj_weight"] for x in "qkv"]
-        kernels = [w.reshape(w.shape[0], H, E // H) for w in ws]
-        biases = [b.reshape(H, E // H) for b in jnp.split(a["in_proj_bias"], 3)]
-        kpm = a.get("key_padding_mask")
-        rows = {k: a[k].reshape(H, E // H) for k in ("bias_k", "bias_v") if k in a}
-        return multi_head_attention(
-            a["query"], a["key"], a["value"], *kernels, a["out_proj.weight"].reshape(H, E // H, E), *biases,
-            a["out_proj.bias"], mask=None if kpm is None else ~kpm[:, None, None, :], add_zero_attn=zero_attn,
-            dropout_rate=dropout, dropout_mask=a.get("dropout_mask"), **rows,
-        )
-
-    def jax_ref(*args):
-        return _jax_reference(dict(zip(names, args)), E, H, dropout, zero_attn)
-
-    def torch_module(dtype, device):
-        from torch_layers.attention import MultiheadAttention
-
-        class BatchFirst(MultiheadAttention):
-            """Calls as `(q, k, v[, key_padding_mask])` and returns the output only."""
-
-            def forward(self, q, k, v, kpm=None, *, dropout_mask=None):
-                return super().forward(q, k, v, key_padding_mask=kpm, need_weights=False, dropout_mask=dropout_mask)[0]
-
-        return BatchFirst(E, H, dropout=dropout, add_bias_kv=bias_kv, add_zero_attn=zero_attn, kdim=kdim, vdim=vdim,
-                          batch_first=True, dtype=dtype, device=device)
-
+def _mha_case(name, n, L, s_len, embed_dim, num_heads, padding=False, dropout=0.0, kdim=None, vdim=None,
+              bias_kv=False, zero_attn=False, description=""):
+    """Batch-first `(N, L, E)` queries and `(N, S, kdim)`, `(N, S, vdim)` keys and values; with
+    `padding`, a `key_padding_mask (N, S)` (True = ignore); with `dropout`, a keep mask
+    `(N, heads, L, S')`, `S'` counting the appended rows."""
+    E, H = embed_dim, num_heads
+    kdim, vdim = kdim or E, vdim or E
+    packed = kdim == vdim == E
+    inputs = _mha_inputs(n, L, s_len, E, H, kdim, vdim, padding, dropout, extra=bias_kv + zero_attn)
+    params = _mha_params(E, kdim, vdim, packed, bias_kv)
+    names = tuple(t.name for t in (*inputs, *params))
+    shared = dict(names=names, E=E, H=H, dropout=dropout, zero_attn=zero_attn)
     return Case(
         name=name,
         family="attention",
-        inputs=tuple(inputs),
-        params=tuple(params),
-        torch_fn=torch_fn,
-        torch_ref=torch_ref,
-        jax_fn=jax_fn,
-        jax_ref=jax_ref,
-        torch_module=torch_module,
+        inputs=inputs,
+        params=params,
+        torch_fn=functools.partial(_mha_torch, **shared, packed=packed),
+        torch_ref=functools.partial(_mha_torch_ref, **shared, packed=packed),
+        jax_fn=functools.partial(_mha_jax, **shared, packed=packed),
+        jax_ref=functools.partial(_mha_jax_ref, **shared),
+        torch_module=functools.partial(_mha_torch_module, E=E, H=H, dropout=dropout, bias_kv=bias_kv,
+                                       zero_attn=zero_attn, kdim=kdim, vdim=vdim),
         jax_module=functools.partial(_jax_module, heads=H, embed_dim=E, kdim=kdim, vdim=vdim, dropout=dropout,
                                      bias_kv=bias_kv),
         jax_call=(functools.partial(_rows_call, add_bias_kv=bias_kv, add_zero_attn=zero_attn)

@@ -10,6 +10,7 @@ differentiable, of the logits' shape and layout).
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 
 import numpy as np
@@ -38,6 +39,86 @@ def _labels(n_classes: int, ignore_index: int | None):
     return draw
 
 
+# The case's functions are module-level, their options bound by `functools.partial` in
+# `_ce_case`: they then pickle by reference, which closures do not. `class_weights` (a
+# tuple or None) are constants of the case, not inputs: each call makes them an array of
+# its own dtype and device.
+
+
+def _torch_weights(class_weights, dtype, device):
+    import torch
+
+    return None if class_weights is None else torch.tensor(class_weights, dtype=dtype, device=device)
+
+
+def _jax_weights(class_weights, dtype):
+    import jax.numpy as jnp
+
+    return None if class_weights is None else jnp.asarray(class_weights, dtype)
+
+
+def _ce_torch(input, target, *, class_weights, **opts):
+    from torch_layers.loss import cross_entropy
+
+    return cross_entropy(input, target, _torch_weights(class_weights, input.dtype, input.device), **opts)
+
+
+def _ce_torch_ref(input, target, *, class_weights, **opts):
+    import torch.nn.functional as F
+
+    return F.cross_entropy(input, target, _torch_weights(class_weights, input.dtype, input.device), **opts)
+
+
+def _ce_jax(logits, labels, *, class_weights, **opts):
+    from jax_layers.loss import cross_entropy
+
+    return cross_entropy(logits, labels, weight=_jax_weights(class_weights, logits.dtype), **opts)
+
+
+def _ce_jax_ref(logits, labels, *, class_weights, n_classes, soft, reduction, label_smoothing, ignore_index):
+    import jax
+    import jax.numpy as jnp
+
+    log_p = jax.nn.log_softmax(logits, axis=-1)
+    cw = jnp.ones(n_classes, logits.dtype) if class_weights is None else _jax_weights(class_weights, logits.dtype)
+    if soft:
+        loss = -jnp.sum(cw * ((1 - label_smoothing) * labels + label_smoothing / n_classes) * log_p, axis=-1)
+        return {"mean": jnp.mean, "sum": jnp.sum, "none": lambda a: a}[reduction](loss)
+    kept = labels != ignore_index
+    safe = jnp.where(kept, labels, 0)
+    nll = -jnp.take_along_axis(log_p, safe[..., None], axis=-1)[..., 0] * cw[safe]
+    smooth = -jnp.sum(log_p * cw, axis=-1)
+    loss = jnp.where(kept, (1 - label_smoothing) * nll + label_smoothing / n_classes * smooth, 0)
+    if reduction == "mean":
+        return jnp.sum(loss) / jnp.sum(jnp.where(kept, cw[safe], 0))
+    return jnp.sum(loss) if reduction == "sum" else loss
+
+
+def _ce_torch_module(dtype, device, *, class_weights, **opts):
+    from torch_layers.loss import CrossEntropyLoss
+
+    return CrossEntropyLoss(_torch_weights(class_weights, dtype, device), **opts)
+
+
+def _ce_jax_module(dtype, *, class_weights, **opts):
+    from jax_layers.loss import CrossEntropyLoss
+
+    return CrossEntropyLoss(weight=_jax_weights(class_weights, dtype), **opts)
+
+
+def _ce_inputs(shape, n_classes, ignore_index, soft):
+    """The logits `(N, C, d...)`, then the targets: class probabilities of the logits' shape,
+    or class indices `(N, d...)` with `ignore_index` (None: not drawn) among them."""
+    # Classes move last for JAX: (N, C, d1, ...) -> (N, d1, ..., C).
+    layout = IDENTITY if len(shape) <= 2 else permute(0, *range(2, len(shape)), 1)
+    if soft:
+        target = Tensor("target", shape, layout=layout, draw=uniform(0.0, 1.0))
+    else:
+        target_shape = () if len(shape) == 1 else (shape[0], *shape[2:])
+        target = Tensor("target", target_shape, kind="int", differentiable=False, draw=_labels(n_classes, ignore_index))
+    return Tensor("input", shape, layout=layout), target
+
+
 def _ce_case(name, shape, *, reduction="mean", weight=False, label_smoothing=0.0, ignore_index=-100,
              draw_ignored=True, soft=False):
     """With `soft`, the targets are class probabilities: positive, not normalised (torch
@@ -45,81 +126,16 @@ def _ce_case(name, shape, *, reduction="mean", weight=False, label_smoothing=0.0
     n_classes = shape[0] if len(shape) == 1 else shape[1]
     w = CLASS_WEIGHTS[:n_classes] if weight else None
     opts = {"reduction": reduction, "label_smoothing": label_smoothing, "ignore_index": ignore_index}
-    target_shape = () if len(shape) == 1 else (shape[0], *shape[2:])
-    # Classes move last for JAX: (N, C, d1, ...) -> (N, d1, ..., C).
-    layout = IDENTITY if len(shape) <= 2 else permute(0, *range(2, len(shape)), 1)
-
-    def torch_fn(input, target):
-        import torch
-
-        from torch_layers.loss import cross_entropy
-
-        cw = None if w is None else torch.tensor(w, dtype=input.dtype, device=input.device)
-        return cross_entropy(input, target, cw, **opts)
-
-    def torch_ref(input, target):
-        import torch
-        import torch.nn.functional as F
-
-        cw = None if w is None else torch.tensor(w, dtype=input.dtype, device=input.device)
-        return F.cross_entropy(input, target, cw, **opts)
-
-    def jax_fn(logits, labels):
-        import jax.numpy as jnp
-
-        from jax_layers.loss import cross_entropy
-
-        cw = None if w is None else jnp.asarray(w, logits.dtype)
-        return cross_entropy(logits, labels, weight=cw, **opts)
-
-    def jax_ref(logits, labels):
-        import jax
-        import jax.numpy as jnp
-
-        log_p = jax.nn.log_softmax(logits, axis=-1)
-        cw = jnp.ones(n_classes, logits.dtype) if w is None else jnp.asarray(w, logits.dtype)
-        if soft:
-            loss = -jnp.sum(cw * ((1 - label_smoothing) * labels + label_smoothing / n_classes) * log_p, axis=-1)
-            return {"mean": jnp.mean, "sum": jnp.sum, "none": lambda a: a}[reduction](loss)
-        kept = labels != ignore_index
-        safe = jnp.where(kept, labels, 0)
-        nll = -jnp.take_along_axis(log_p, safe[..., None], axis=-1)[..., 0] * cw[safe]
-        smooth = -jnp.sum(log_p * cw, axis=-1)
-        loss = jnp.where(kept, (1 - label_smoothing) * nll + label_smoothing / n_classes * smooth, 0)
-        if reduction == "mean":
-            return jnp.sum(loss) / jnp.sum(jnp.where(kept, cw[safe], 0))
-        return jnp.sum(loss) if reduction == "sum" else loss
-
-    def torch_module(dtype, device):
-        import torch
-
-        from torch_layers.loss import CrossEntropyLoss
-
-        cw = None if w is None else torch.tensor(w, dtype=dtype, device=device)
-        return CrossEntropyLoss(cw, **opts)
-
-    def jax_module(dtype):
-        import jax.numpy as jnp
-
-        from jax_layers.loss import CrossEntropyLoss
-
-        return CrossEntropyLoss(weight=None if w is None else jnp.asarray(w, dtype), **opts)
-
     return Case(
         name=name,
         family="loss",
-        inputs=(
-            Tensor("input", shape, layout=layout),
-            Tensor("target", shape, layout=layout, draw=uniform(0.0, 1.0)) if soft else
-            Tensor("target", target_shape, kind="int", differentiable=False,
-                   draw=_labels(n_classes, ignore_index if draw_ignored else None)),
-        ),
-        torch_fn=torch_fn,
-        torch_ref=torch_ref,
-        jax_fn=jax_fn,
-        jax_ref=jax_ref,
-        torch_module=torch_module,
-        jax_module=jax_module,
+        inputs=_ce_inputs(shape, n_classes, ignore_index if draw_ignored else None, soft),
+        torch_fn=functools.partial(_ce_torch, class_weights=w, **opts),
+        torch_ref=functools.partial(_ce_torch_ref, class_weights=w, **opts),
+        jax_fn=functools.partial(_ce_jax, class_weights=w, **opts),
+        jax_ref=functools.partial(_ce_jax_ref, class_weights=w, n_classes=n_classes, soft=soft, **opts),
+        torch_module=functools.partial(_ce_torch_module, class_weights=w, **opts),
+        jax_module=functools.partial(_ce_jax_module, class_weights=w, **opts),
         description=f"logits {shape}, {reduction}, weight={w is not None}, "
         f"label_smoothing={label_smoothing}, " + ("class probabilities" if soft else f"ignore_index={ignore_index}"),
     )
