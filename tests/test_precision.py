@@ -5,14 +5,21 @@ from __future__ import annotations
 import jax
 import torch
 
-from crosscheck.precision import full_precision
+from crosscheck.precision import _cudnn_unfrozen, full_precision
 from crosscheck.session import run
+
+
+def _set_tf32(matmul: bool, cudnn: bool) -> None:
+    """The user's TF32 flags, set even where cuDNN's flags are frozen (importing
+    torch.testing._internal, as test_dropin_audit does in the same worker, freezes them)."""
+    torch.backends.cuda.matmul.allow_tf32 = matmul
+    with _cudnn_unfrozen(torch):
+        torch.backends.cudnn.allow_tf32 = cudnn
 
 
 def test_tf32_off_during_the_run_and_restored_after():
     saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, jax.config.jax_default_matmul_precision)
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
+    _set_tf32(True, True)
     jax.config.update("jax_default_matmul_precision", "bfloat16")
     seen = []
     try:
@@ -23,7 +30,7 @@ def test_tf32_off_during_the_run_and_restored_after():
         assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
         assert jax.config.jax_default_matmul_precision == "bfloat16"
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[:2]
+        _set_tf32(*saved[:2])
         jax.config.update("jax_default_matmul_precision", saved[2])
 
 
