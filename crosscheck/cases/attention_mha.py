@@ -16,55 +16,8 @@ from ..convert.attention import mha_param_map
 from ..draw import normal
 from ..layout import TRANSPOSE
 from ..registry import Case, Tensor, register
+from ._mha_reference import jax_reference, torch_reference
 from .attention import _keep_mask, dropout_input
-
-
-def _torch_reference(a, E, H, p, zero_attn):
-    """The same math from torch's standard ops, batch first, for a keep mask the built-in
-    cannot take; `a` maps the case's tensor names to their values."""
-    import torch
-    import torch.nn.functional as F
-
-    n, L, hd = a["query"].shape[0], a["query"].shape[1], E // H
-    ws = a["in_proj_weight"].chunk(3) if "in_proj_weight" in a else [a[f"{x}_proj_weight"] for x in "qkv"]
-    q, k, v = (F.linear(a[x], w, b) for x, w, b in zip(("query", "key", "value"), ws, a["in_proj_bias"].chunk(3)))
-    rows = ([(a["bias_k"], a["bias_v"])] if "bias_k" in a else []) + ([(None, None)] if zero_attn else [])
-    for rk, rv in rows:
-        k, v = (torch.cat([x, torch.zeros_like(x[:, :1]) if r is None else r.reshape(1, 1, E).expand(n, 1, E)], 1)
-                for x, r in ((k, rk), (v, rv)))
-    q, k, v = (x.reshape(n, x.shape[1], H, hd).transpose(1, 2) for x in (q, k, v))
-    s = torch.matmul(q, k.mT) / math.sqrt(hd)
-    if "key_padding_mask" in a:
-        s = s.masked_fill(F.pad(a["key_padding_mask"], (0, len(rows)))[:, None, None, :], -math.inf)
-    w = torch.softmax(s, -1)
-    if "dropout_mask" in a:
-        w = w * a["dropout_mask"].to(w.dtype) / (1 - p)
-    o = torch.matmul(w, v).transpose(1, 2).reshape(n, L, E)
-    return F.linear(o, a["out_proj.weight"], a["out_proj.bias"])
-
-
-def _jax_reference(a, E, H, p, zero_attn):
-    """The same math from jax.numpy, batch first."""
-    import jax
-    import jax.numpy as jnp
-
-    hd = E // H
-    ws = jnp.split(a["in_proj_weight"], 3, axis=1) if "in_proj_weight" in a else [a[f"{x}_proj_weight"] for x in "qkv"]
-    q, k, v = (a[x] @ w + b for x, w, b in zip(("query", "key", "value"), ws, jnp.split(a["in_proj_bias"], 3)))
-    rows = ([(a["bias_k"], a["bias_v"])] if "bias_k" in a else []) + ([(None, None)] if zero_attn else [])
-    for rk, rv in rows:
-        k, v = (jnp.concatenate([x, jnp.zeros_like(x[:, :1]) if r is None else jnp.broadcast_to(r.reshape(1, 1, E), x[:, :1].shape)], 1)
-                for x, r in ((k, rk), (v, rv)))
-    q, k, v = (x.reshape(*x.shape[:-1], H, hd) for x in (q, k, v))
-    s = jnp.einsum("bthd,bshd->bhts", q, k) / math.sqrt(hd)
-    if "key_padding_mask" in a:
-        kpm = jnp.pad(a["key_padding_mask"], [(0, 0), (0, len(rows))])
-        s = jnp.where(~kpm[:, None, None, :], s, -jnp.inf)
-    w = jax.nn.softmax(s, axis=-1)
-    if "dropout_mask" in a:
-        w = jnp.where(a["dropout_mask"], w / (1 - p), 0)
-    o = jnp.einsum("bhts,bshd->bthd", w, v)
-    return o.reshape(*o.shape[:-2], E) @ a["out_proj.weight"] + a["out_proj.bias"]
 
 
 def _jax_module(dtype, *, heads, embed_dim, kdim, vdim, dropout, bias_kv):
@@ -136,7 +89,7 @@ def _mha_torch_ref(*args, names, E, H, dropout, zero_attn, packed):
 
     a = dict(zip(names, args))
     if dropout:
-        return _torch_reference(a, E, H, dropout, zero_attn)
+        return torch_reference(a, E, H, dropout, zero_attn)
     q, k, v = (a[x].transpose(0, 1) for x in ("query", "key", "value"))
     with sdpa_kernel(SDPBackend.MATH):  # as in the SDPA cases
         out, _ = F.multi_head_attention_forward(
@@ -167,7 +120,7 @@ def _mha_jax(*args, names, E, H, dropout, zero_attn, packed):
 
 
 def _mha_jax_ref(*args, names, E, H, dropout, zero_attn):
-    return _jax_reference(dict(zip(names, args)), E, H, dropout, zero_attn)
+    return jax_reference(dict(zip(names, args)), E, H, dropout, zero_attn)
 
 
 def _mha_torch_module(dtype, device, *, E, H, dropout, bias_kv, zero_attn, kdim, vdim):
