@@ -33,11 +33,17 @@ def _ident(a):
 IDENTITY = Layout("identity", _ident, _ident)
 
 
+def _transpose(axes, a):
+    return np.transpose(a, axes)
+
+
 def permute(*perm: int) -> Layout:
-    """JAX layout = torch layout with its axes permuted by `perm` (as in `np.transpose`)."""
+    """JAX layout = torch layout with its axes permuted by `perm` (as in `np.transpose`).
+
+    Its maps are `functools.partial`s of a module-level function, so a layout pickles."""
     inverse = tuple(int(i) for i in np.argsort(perm))
-    to_jax = lambda a: np.transpose(a, (0, *(p + 1 for p in perm)))  # noqa: E731
-    from_jax = lambda a: np.transpose(a, (0, *(p + 1 for p in inverse)))  # noqa: E731
+    to_jax = functools.partial(_transpose, (0, *(int(p) + 1 for p in perm)))
+    from_jax = functools.partial(_transpose, (0, *(p + 1 for p in inverse)))
     return Layout(f"permute{tuple(perm)}", to_jax, from_jax)
 
 

@@ -32,11 +32,15 @@ def _flip(a):
     return np.ascontiguousarray(np.flip(a, axis=(1, 2)))
 
 
-CONV_TRANSPOSE2D_WEIGHT = Layout(
-    "permute(2, 3, 0, 1) + flip(0, 1)",
-    lambda a: _flip(_IOHW_TO_HWIO.to_jax(a)),
-    lambda a: _IOHW_TO_HWIO.from_jax(_flip(a)),
-)
+def _flipped_to_jax(a):
+    return _flip(_IOHW_TO_HWIO.to_jax(a))
+
+
+def _flipped_from_jax(a):
+    return _IOHW_TO_HWIO.from_jax(_flip(a))
+
+
+CONV_TRANSPOSE2D_WEIGHT = Layout("permute(2, 3, 0, 1) + flip(0, 1)", _flipped_to_jax, _flipped_from_jax)
 """torch `(in, out, kH, kW)` -> Flax `(kH, kW, in, out)` reversed in space (`transpose_kernel=False`)."""
 
 CONV_TRANSPOSE2D_WEIGHT_TRANSPOSED = permute(2, 3, 1, 0)

@@ -8,20 +8,26 @@ torch.nn.BatchNorm2d's running statistics are flax.nnx.BatchNorm's batch stats `
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..layout import IDENTITY, Layout
 from ._core import per_tensor, register_param_map
 
 
+def _flatten(a):
+    return np.reshape(a, (a.shape[0], -1))
+
+
+def _unflatten(shape, a):
+    return np.reshape(a, (a.shape[0], *shape))
+
+
 def flat(shape: tuple[int, ...]) -> Layout:
     """torch `shape` <-> Flax `(prod(shape),)`."""
     shape = tuple(shape)
-    return Layout(
-        f"flat{shape}",
-        lambda a: np.reshape(a, (a.shape[0], -1)),
-        lambda a: np.reshape(a, (a.shape[0], *shape)),
-    )
+    return Layout(f"flat{shape}", _flatten, functools.partial(_unflatten, shape))
 
 
 AFFINE = per_tensor(("weight", "scale", IDENTITY), ("bias", "bias", IDENTITY))
