@@ -3,6 +3,8 @@ checked as one function against the same chain of standard ops."""
 
 from __future__ import annotations
 
+import functools
+
 from ..layout import IDENTITY, TRANSPOSE, permute
 from ..registry import Case, Tensor, register
 
@@ -41,19 +43,27 @@ def mlp_jax_ref(x, ns, nb, k1, b1, k2, b2):
     return x + h @ k2 + b2
 
 
+# The cases' functions and modules are module-level, their options bound by `functools.partial`:
+# they then pickle by reference, which closures do not.
+
+
+def _torch_module(dtype, device, *, cls, args):
+    """torch_layers.block's `cls(*args)`."""
+    from torch_layers import block
+
+    return getattr(block, cls)(*args, eps=EPS, dtype=dtype, device=device)
+
+
+def _jax_module(dtype, *, cls, args):
+    """jax_layers.block's `cls(*args)`."""
+    from flax import nnx
+
+    from jax_layers import block
+
+    return getattr(block, cls)(*args, epsilon=EPS, param_dtype=dtype, rngs=nnx.Rngs(0))
+
+
 def _mlp_case(batch, d_model, d_hidden):
-    def torch_module(dtype, device):
-        from torch_layers.block import TransformerMLP
-
-        return TransformerMLP(d_model, d_hidden, eps=EPS, dtype=dtype, device=device)
-
-    def jax_module(dtype):
-        from flax import nnx
-
-        from jax_layers.block import TransformerMLP
-
-        return TransformerMLP(d_model, d_hidden, epsilon=EPS, param_dtype=dtype, rngs=nnx.Rngs(0))
-
     return Case(
         name="transformer_mlp",
         family="block",
@@ -70,8 +80,8 @@ def _mlp_case(batch, d_model, d_hidden):
         torch_ref=mlp_torch_ref,
         jax_fn=mlp_jax,
         jax_ref=mlp_jax_ref,
-        torch_module=torch_module,
-        jax_module=jax_module,
+        torch_module=functools.partial(_torch_module, cls="TransformerMLP", args=(d_model, d_hidden)),
+        jax_module=functools.partial(_jax_module, cls="TransformerMLP", args=(d_model, d_hidden)),
         description=f"x + fc2(gelu(fc1(layer_norm(x)))), d_model {d_model}, hidden {d_hidden}",
     )
 
@@ -88,50 +98,41 @@ register(_mlp_case((3, 1), D_MODEL, D_HIDDEN), _mlp_bucket, MLP_RANGES)
 C_IN, C_OUT, GROUPS = 3, 4, 2
 
 
+def cnn_torch(x, w, b, nw, nb, *, groups):
+    from torch_layers.block import conv_block
+
+    return conv_block(x, w, b, nw, nb, groups, EPS)
+
+
+def cnn_torch_ref(x, w, b, nw, nb, *, groups):
+    import torch.nn.functional as F
+
+    h = F.silu(F.group_norm(F.conv2d(x, w, b, padding=(1, 0)), groups, nw, nb, EPS))
+    return F.avg_pool2d(h, 2)
+
+
+def cnn_jax(x, k, b, ns, nb, *, groups):
+    from jax_layers.block import conv_block
+
+    return conv_block(x, k, b, ns, nb, groups, EPS)
+
+
+def cnn_jax_ref(x, k, b, ns, nb, *, groups):
+    import jax
+    import jax.numpy as jnp
+
+    h = jax.lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (0, 0)), dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
+    n, hh, ww, c = h.shape
+    g = h.reshape(n, hh, ww, groups, c // groups)
+    mean = jnp.mean(g, (1, 2, 4), keepdims=True)
+    var = jnp.mean(jnp.square(g - mean), (1, 2, 4), keepdims=True)
+    h = ((g - mean) * jax.lax.rsqrt(var + EPS)).reshape(h.shape) * ns + nb
+    h = jax.nn.silu(h)
+    return jax.lax.reduce_window(h, 0.0, jax.lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "VALID") / 4
+
+
 def _cnn_case(in_shape, c_out, groups):
     c_in = in_shape[1]
-
-    def torch_fn(x, w, b, nw, nb):
-        from torch_layers.block import conv_block
-
-        return conv_block(x, w, b, nw, nb, groups, EPS)
-
-    def torch_ref(x, w, b, nw, nb):
-        import torch.nn.functional as F
-
-        h = F.silu(F.group_norm(F.conv2d(x, w, b, padding=(1, 0)), groups, nw, nb, EPS))
-        return F.avg_pool2d(h, 2)
-
-    def jax_fn(x, k, b, ns, nb):
-        from jax_layers.block import conv_block
-
-        return conv_block(x, k, b, ns, nb, groups, EPS)
-
-    def jax_ref(x, k, b, ns, nb):
-        import jax
-        import jax.numpy as jnp
-
-        h = jax.lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (0, 0)), dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
-        n, hh, ww, c = h.shape
-        g = h.reshape(n, hh, ww, groups, c // groups)
-        mean = jnp.mean(g, (1, 2, 4), keepdims=True)
-        var = jnp.mean(jnp.square(g - mean), (1, 2, 4), keepdims=True)
-        h = ((g - mean) * jax.lax.rsqrt(var + EPS)).reshape(h.shape) * ns + nb
-        h = jax.nn.silu(h)
-        return jax.lax.reduce_window(h, 0.0, jax.lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "VALID") / 4
-
-    def torch_module(dtype, device):
-        from torch_layers.block import ConvBlock
-
-        return ConvBlock(c_in, c_out, groups, eps=EPS, dtype=dtype, device=device)
-
-    def jax_module(dtype):
-        from flax import nnx
-
-        from jax_layers.block import ConvBlock
-
-        return ConvBlock(c_in, c_out, groups, epsilon=EPS, param_dtype=dtype, rngs=nnx.Rngs(0))
-
     return Case(
         name="conv_block",
         family="block",
@@ -142,12 +143,12 @@ def _cnn_case(in_shape, c_out, groups):
             Tensor("norm.weight", (c_out,), jax_name="norm.scale"),
             Tensor("norm.bias", (c_out,), jax_name="norm.bias", layout=IDENTITY),
         ),
-        torch_fn=torch_fn,
-        torch_ref=torch_ref,
-        jax_fn=jax_fn,
-        jax_ref=jax_ref,
-        torch_module=torch_module,
-        jax_module=jax_module,
+        torch_fn=functools.partial(cnn_torch, groups=groups),
+        torch_ref=functools.partial(cnn_torch_ref, groups=groups),
+        jax_fn=functools.partial(cnn_jax, groups=groups),
+        jax_ref=functools.partial(cnn_jax_ref, groups=groups),
+        torch_module=functools.partial(_torch_module, cls="ConvBlock", args=(c_in, c_out, groups)),
+        jax_module=functools.partial(_jax_module, cls="ConvBlock", args=(c_in, c_out, groups)),
         out_layouts=(NCHW_NHWC,),
         description=f"avg_pool(silu(group_norm(conv3x2(x)))), {c_in}->{c_out} channels, {groups} groups",
     )
