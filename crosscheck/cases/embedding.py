@@ -20,6 +20,7 @@ derivative of what the case computes; the JAX side (Flax has no such option) com
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -27,28 +28,25 @@ import numpy as np
 from ..registry import Case, Tensor, register
 
 
-def _indices(num_embeddings: int, padding_idx: int | None):
+# The cases' draws, functions and modules are module-level, their options bound by
+# `functools.partial`: they then pickle by reference, which closures do not.
+
+
+def _indices(num_embeddings: int, padding_idx: int | None, rng, shape):
     """Indices in `[0, num)`; with a padding row, each trial reads it at least twice."""
-
-    def draw(rng, shape):
-        idx = rng.integers(0, num_embeddings, shape)
-        if padding_idx is not None:
-            flat = idx.reshape(shape[0], -1)
-            flat[:, :2] = padding_idx % num_embeddings
-            idx = rng.permuted(flat, axis=1).reshape(shape)
-        return idx
-
-    return draw
+    idx = rng.integers(0, num_embeddings, shape)
+    if padding_idx is not None:
+        flat = idx.reshape(shape[0], -1)
+        flat[:, :2] = padding_idx % num_embeddings
+        idx = rng.permuted(flat, axis=1).reshape(shape)
+    return idx
 
 
-def _table(padding_idx: int | None):
-    def draw(rng, shape):
-        w = rng.standard_normal(shape)
-        if padding_idx is not None:
-            w[:, padding_idx] = 0.0
-        return w
-
-    return draw
+def _table(padding_idx: int | None, rng, shape):
+    w = rng.standard_normal(shape)
+    if padding_idx is not None:
+        w[:, padding_idx] = 0.0
+    return w
 
 
 def torch_read_out(input, y, pad_row):
@@ -85,63 +83,75 @@ def jax_per_count(indices, y, by_freq):
     return y / (indices[..., None] == indices.reshape(-1)).sum(-1, keepdims=True).astype(y.dtype)
 
 
+def _embedding_torch(input, weight, *, padding_idx, by_freq, pad_row):
+    from torch_layers.embedding import embedding
+
+    y = embedding(input, weight, padding_idx, scale_grad_by_freq=by_freq)
+    return torch_read_out(input, torch_per_count(input, y, by_freq), pad_row)
+
+
+def _embedding_torch_ref(input, weight, *, padding_idx, by_freq, pad_row):
+    import torch.nn.functional as F
+
+    y = F.embedding(input, weight, padding_idx, scale_grad_by_freq=by_freq)
+    return torch_read_out(input, torch_per_count(input, y, by_freq), pad_row)
+
+
+def _embedding_jax(indices, weight, *, padding_idx, by_freq, pad_row):
+    from jax_layers.embedding import embedding
+
+    return jax_read_out(indices, jax_per_count(indices, embedding(indices, weight, padding_idx), by_freq), pad_row)
+
+
+def _embedding_jax_ref(indices, weight, *, num_embeddings, padding_idx, by_freq, pad_row):
+    import jax
+    import jax.numpy as jnp
+
+    if padding_idx is not None:
+        row = (jnp.arange(num_embeddings) == pad_row)[:, None]
+        weight = jnp.where(row, jax.lax.stop_gradient(weight), weight)
+    return jax_read_out(indices, jax_per_count(indices, jnp.take(weight, indices, axis=0), by_freq), pad_row)
+
+
+def _embedding_torch_module(dtype, device, *, num_embeddings, dim, padding_idx):
+    from torch_layers.embedding import Embedding
+
+    return Embedding(num_embeddings, dim, padding_idx=padding_idx, dtype=dtype, device=device)
+
+
+def _embedding_jax_module(dtype, *, num_embeddings, dim, padding_idx):
+    from flax import nnx
+
+    from jax_layers.embedding import Embed
+
+    return Embed(num_embeddings, dim, dtype=dtype, param_dtype=dtype, padding_idx=padding_idx, rngs=nnx.Rngs(0))
+
+
 def _case(name, index_shape, num_embeddings, dim, padding_idx=None, by_freq=False):
     pad_row = None if padding_idx is None else padding_idx % num_embeddings
-
-    def torch_fn(input, weight):
-        from torch_layers.embedding import embedding
-
-        y = embedding(input, weight, padding_idx, scale_grad_by_freq=by_freq)
-        return torch_read_out(input, torch_per_count(input, y, by_freq), pad_row)
-
-    def torch_ref(input, weight):
-        import torch.nn.functional as F
-
-        y = F.embedding(input, weight, padding_idx, scale_grad_by_freq=by_freq)
-        return torch_read_out(input, torch_per_count(input, y, by_freq), pad_row)
-
-    def jax_fn(indices, weight):
-        from jax_layers.embedding import embedding
-
-        return jax_read_out(indices, jax_per_count(indices, embedding(indices, weight, padding_idx), by_freq), pad_row)
-
-    def jax_ref(indices, weight):
-        import jax
-        import jax.numpy as jnp
-
-        if padding_idx is not None:
-            row = (jnp.arange(num_embeddings) == pad_row)[:, None]
-            weight = jnp.where(row, jax.lax.stop_gradient(weight), weight)
-        return jax_read_out(indices, jax_per_count(indices, jnp.take(weight, indices, axis=0), by_freq), pad_row)
-
-    def torch_module(dtype, device):
-        from torch_layers.embedding import Embedding
-
-        return Embedding(num_embeddings, dim, padding_idx=padding_idx, dtype=dtype, device=device)
-
-    def jax_module(dtype):
-        from flax import nnx
-
-        from jax_layers.embedding import Embed
-
-        return Embed(num_embeddings, dim, dtype=dtype, param_dtype=dtype, padding_idx=padding_idx, rngs=nnx.Rngs(0))
-
+    options = dict(padding_idx=padding_idx, by_freq=by_freq, pad_row=pad_row)
+    table = dict(num_embeddings=num_embeddings, dim=dim, padding_idx=padding_idx)
+    indices = functools.partial(_indices, num_embeddings, padding_idx)
     return Case(
         name=name,
         family="embedding",
-        inputs=(
-            Tensor("input", index_shape, kind="int", differentiable=False, draw=_indices(num_embeddings, padding_idx)),
+        inputs=(Tensor("input", index_shape, kind="int", differentiable=False, draw=indices),),
+        params=(
+            Tensor("weight", (num_embeddings, dim), draw=functools.partial(_table, padding_idx), jax_name="embedding"),
         ),
-        params=(Tensor("weight", (num_embeddings, dim), draw=_table(padding_idx), jax_name="embedding"),),
-        torch_fn=torch_fn,
-        torch_ref=torch_ref,
-        jax_fn=jax_fn,
-        jax_ref=jax_ref,
-        torch_module=None if by_freq else torch_module,
-        jax_module=None if by_freq else jax_module,
+        torch_fn=functools.partial(_embedding_torch, **options),
+        torch_ref=functools.partial(_embedding_torch_ref, **options),
+        jax_fn=functools.partial(_embedding_jax, **options),
+        jax_ref=functools.partial(_embedding_jax_ref, num_embeddings=num_embeddings, **options),
+        torch_module=None if by_freq else functools.partial(_embedding_torch_module, **table),
+        jax_module=None if by_freq else functools.partial(_embedding_jax_module, **table),
         description=f"indices {index_shape} into ({num_embeddings}, {dim}), padding_idx={padding_idx}, "
         f"scale_grad_by_freq={by_freq}, {int(np.prod(index_shape))} lookups",
     )
+
+
+def _bucket(rank, sizes, num_embeddings, dim, *, name, padding_idx, by_freq):
+    return _case(name, sizes[:rank], num_embeddings, dim, padding_idx, by_freq)
 
 
 def _register(name, index_shape, num_embeddings, dim, padding_idx=None, ranks=range(4), by_freq=False):
@@ -149,12 +159,10 @@ def _register(name, index_shape, num_embeddings, dim, padding_idx=None, ranks=ra
     per dim), vocabularies of up to 8 rows (enough to hold `padding_idx`) and 1..4 features
     as further shape buckets."""
 
-    def build(rank, sizes, num_embeddings, dim):
-        return _case(name, sizes[:rank], num_embeddings, dim, padding_idx, by_freq)
-
     smallest = 1 if padding_idx is None else max(padding_idx + 1, -padding_idx)
     ranges = dict(rank=ranks, sizes=tuple(itertools.product(range(1, 5), repeat=3)),
                   num_embeddings=range(smallest, 9), dim=range(1, 5))
+    build = functools.partial(_bucket, name=name, padding_idx=padding_idx, by_freq=by_freq)
     register(_case(name, index_shape, num_embeddings, dim, padding_idx, by_freq), build, ranges)
 
 
