@@ -67,17 +67,14 @@ def lstm_jax_ref(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
     return jax.nn.sigmoid(o) * jnp.tanh(c_new), c_new
 
 
-def _lstm_modules(in_features, hidden, bias):
-    def torch_module(dtype, device):
-        from torch_layers.recurrent import LSTMCell
+def lstm_torch_module(in_features, hidden, bias, dtype, device):
+    from torch_layers.recurrent import LSTMCell
 
-        class LSTMCellXHC(LSTMCell):
-            def forward(self, x, h, c):
-                return super().forward(x, (h, c))
+    class LSTMCellXHC(LSTMCell):
+        def forward(self, x, h, c):
+            return super().forward(x, (h, c))
 
-        return LSTMCellXHC(in_features, hidden, bias=bias, dtype=dtype, device=device)
-
-    return torch_module, functools.partial(lstm_jax_module, in_features, hidden)
+    return LSTMCellXHC(in_features, hidden, bias=bias, dtype=dtype, device=device)
 
 
 def lstm_jax_module(in_features, hidden, dtype):
@@ -97,7 +94,6 @@ def lstm_jax_call(cell, x, h, c):
 def _lstm_case(name, batch, in_features, hidden, bias=True):
     from ..convert.recurrent import lstm_map
 
-    torch_module, jax_module = _lstm_modules(in_features, hidden, bias)
     return Case(
         name=name,
         family="recurrent",
@@ -107,8 +103,8 @@ def _lstm_case(name, batch, in_features, hidden, bias=True):
         torch_ref=lstm_torch_ref,
         jax_fn=lstm_jax_fn,
         jax_ref=lstm_jax_ref,
-        torch_module=torch_module,
-        jax_module=jax_module,
+        torch_module=functools.partial(lstm_torch_module, in_features, hidden, bias),
+        jax_module=functools.partial(lstm_jax_module, in_features, hidden),
         jax_call=lstm_jax_call,
         # Flax has one bias per gate (b_ih + b_hh); both torch biases get its gradient.
         param_map=lstm_map(bias),
@@ -154,13 +150,10 @@ def gru_jax_ref(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
     return (1 - z) * jnp.tanh(xn + r * hn) + z * h
 
 
-def _gru_modules(in_features, hidden, bias):
-    def torch_module(dtype, device):
-        from torch_layers.recurrent import GRUCell
+def gru_torch_module(in_features, hidden, bias, dtype, device):
+    from torch_layers.recurrent import GRUCell
 
-        return GRUCell(in_features, hidden, bias=bias, dtype=dtype, device=device)
-
-    return torch_module, functools.partial(gru_jax_module, in_features, hidden, bias)
+    return GRUCell(in_features, hidden, bias=bias, dtype=dtype, device=device)
 
 
 def gru_jax_module(in_features, hidden, bias, dtype):
@@ -186,7 +179,6 @@ def gru_jax_call(cell, x, h):
 def _gru_case(name, batch, in_features, hidden, bias=True):
     from ..convert.recurrent import gru_map
 
-    torch_module, jax_module = _gru_modules(in_features, hidden, bias)
     return Case(
         name=name,
         family="recurrent",
@@ -196,8 +188,8 @@ def _gru_case(name, batch, in_features, hidden, bias=True):
         torch_ref=gru_torch_ref,
         jax_fn=gru_jax_fn,
         jax_ref=gru_jax_ref,
-        torch_module=torch_module,
-        jax_module=jax_module,
+        torch_module=functools.partial(gru_torch_module, in_features, hidden, bias),
+        jax_module=functools.partial(gru_jax_module, in_features, hidden, bias),
         jax_call=gru_jax_call,
         param_map=gru_map(bias, recurrent_bias=bias),
         description=f"x {(*batch, in_features)}, H={hidden}, bias={bias} -> h'",
@@ -217,12 +209,13 @@ SIZES = tuple(
 )
 
 
+def _bucket(factory, name, bias, sizes):
+    return factory(name, *sizes, bias)
+
+
 def _register(factory, name, batch, in_features, hidden, bias=True):
     """The case at its declared shapes, with SIZES as further shape buckets."""
-
-    def build(sizes):
-        return factory(name, *sizes, bias)
-
+    build = functools.partial(_bucket, factory, name, bias)
     register(factory(name, batch, in_features, hidden, bias), build, {"sizes": SIZES})
 
 
