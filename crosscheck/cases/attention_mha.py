@@ -142,7 +142,7 @@ def _mha_inputs(n, L, s_len, E, H, kdim, vdim, padding, dropout, extra):
     inputs = [Tensor("query", (n, L, E)), Tensor("key", (n, s_len, kdim)), Tensor("value", (n, s_len, vdim))]
     if padding:
         # The draw keeps one key per row; inverted, it is torch's padding mask (True = ignore).
-        pad = lambda rng, shape: ~_keep_mask(0.4)(rng, shape)  # noqa: E731
+        pad = lambda rng, shape: ~_keep_mask(0.4, rng, shape)  # noqa: E731
         inputs.append(Tensor("key_padding_mask", (n, s_len), kind="bool", differentiable=False, draw=pad))
     if dropout:
         inputs.append(dropout_input(dropout, (n, H, L, s_len + extra)))

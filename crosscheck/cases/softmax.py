@@ -3,6 +3,8 @@ JAX's `where` mask (torch has none: its side fills the masked-out inputs with -i
 
 from __future__ import annotations
 
+import functools
+
 from ..draw import normal
 from ..registry import Case, Tensor, register
 from .attention import _keep_mask
@@ -113,7 +115,7 @@ def _masked_case(name, fn_name, shape):
         family="softmax",
         inputs=(
             Tensor("input", shape, draw=normal(2.0)),
-            Tensor("where", shape, kind="bool", differentiable=False, draw=_keep_mask(0.4)),
+            Tensor("where", shape, kind="bool", differentiable=False, draw=functools.partial(_keep_mask, 0.4)),
         ),
         torch_fn=torch_fn,
         torch_ref=torch_ref,
