@@ -58,3 +58,17 @@ def channels_last(spatial: int, batched: bool = True) -> Layout:
     lead = (0,) if batched else ()
     c = len(lead)
     return permute(*lead, *range(c + 1, c + 1 + spatial), c)
+
+
+def _channels_last_any(a):
+    return np.moveaxis(a, 2, -1) if a.ndim >= 4 else a  # axis 0 is the trial axis
+
+
+def _channels_first_any(a):
+    return np.moveaxis(a, -1, 2) if a.ndim >= 4 else a
+
+
+CHANNELS_LAST_ANY_RANK = Layout("channels-last", _channels_last_any, _channels_first_any)
+"""`channels_last` for arrays whose rank is known only when they exist (a model's inputs and
+outputs in `check_port`): torch `(N, C, *spatial)` <-> NNX `(N, *spatial, C)` for rank 3 or
+more (per trial); smaller ones as they are."""

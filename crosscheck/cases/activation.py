@@ -6,77 +6,68 @@ Every option is passed explicitly on both sides: the frameworks' defaults differ
 
 from __future__ import annotations
 
+import functools
+import importlib
+
 from ..draw import away_from, normal
 from ..registry import Case, Tensor, register
 
 # Finite differences step about 6e-6; a margin of 0.1 also survives bfloat16 rounding.
 MARGIN = 0.1
 
+# The case's functions are module-level, their options bound by `functools.partial` in
+# `_case`: they then pickle by reference, which closures do not. `name` is the function or
+# module class in `module` (imported by name), `kw` its keyword arguments.
+OURS = {"torch": "torch_layers.activation", "jax": "jax_layers.activation"}
+TORCH_REFS = {"torch": "torch", "F": "torch.nn.functional"}
+
+
+def _call(x, *, module, name, kw):
+    return getattr(importlib.import_module(module), name)(x, **kw)
+
+
+def _jax_ref(x, *, name, kw):
+    import jax
+
+    if name == "softplus":  # jax.nn.softplus has neither `beta` nor `threshold`
+        beta, threshold = kw["beta"], kw["threshold"]
+        return jax.numpy.where(beta * x > threshold, x, jax.nn.softplus(beta * x) / beta)
+    return getattr(jax.nn, name)(x, **kw)
+
+
+def _module(*dtype_device, module, name, kw):
+    """`torch_module(dtype, device)` or `jax_module(dtype)`: the activations take neither."""
+    return getattr(importlib.import_module(module), name)(**kw)
+
 
 def _case(name, shape, torch_call, jax_call, torch_module, jax_module, draw=normal(), description=""):
-    """`torch_call = (module, function, kwargs)` with module "torch" or "F"; `jax_call = (function, kwargs)`."""
+    """`torch_call = (module, function, kwargs)` with module "torch" or "F"; `jax_call = (function, kwargs)`;
+    the modules `(class, kwargs)`."""
     t_mod, t_name, t_kw = torch_call
     j_name, j_kw = jax_call
-
-    def torch_fn(x):
-        from torch_layers import activation
-
-        return getattr(activation, t_name)(x, **t_kw)
-
-    def torch_ref(x):
-        import torch
-        import torch.nn.functional as F
-
-        return getattr({"torch": torch, "F": F}[t_mod], t_name)(x, **t_kw)
-
-    def jax_fn(x):
-        from jax_layers import activation
-
-        return getattr(activation, j_name)(x, **j_kw)
-
-    def jax_ref(x):
-        import jax
-
-        if j_name == "softplus":  # jax.nn.softplus has neither `beta` nor `threshold`
-            beta, threshold = j_kw["beta"], j_kw["threshold"]
-            return jax.numpy.where(beta * x > threshold, x, jax.nn.softplus(beta * x) / beta)
-        return getattr(jax.nn, j_name)(x, **j_kw)
-
-    def make_torch_module(dtype, device):
-        from torch_layers import activation
-
-        cls, kw = torch_module
-        return getattr(activation, cls)(**kw)
-
-    def make_jax_module(dtype):
-        from jax_layers import activation
-
-        cls, kw = jax_module
-        return getattr(activation, cls)(**kw)
-
     return Case(
         name=name,
         family="activation",
         inputs=(Tensor("input", shape, draw=draw),),
-        torch_fn=torch_fn,
-        torch_ref=torch_ref,
-        jax_fn=jax_fn,
-        jax_ref=jax_ref,
-        torch_module=make_torch_module,
-        jax_module=make_jax_module,
+        torch_fn=functools.partial(_call, module=OURS["torch"], name=t_name, kw=t_kw),
+        torch_ref=functools.partial(_call, module=TORCH_REFS[t_mod], name=t_name, kw=t_kw),
+        jax_fn=functools.partial(_call, module=OURS["jax"], name=j_name, kw=j_kw),
+        jax_ref=functools.partial(_jax_ref, name=j_name, kw=j_kw),
+        torch_module=functools.partial(_module, module=OURS["torch"], name=torch_module[0], kw=torch_module[1]),
+        jax_module=functools.partial(_module, module=OURS["jax"], name=jax_module[0], kw=jax_module[1]),
         description=description or f"{shape}",
     )
+
+
+def _bucket(name, args, kwargs, rank, n0, n1, n2, n3):
+    return _case(name, (n0, n1, n2, n3)[:rank], *args, **kwargs)
 
 
 def _register(name, shape, *args, **kwargs):
     """The case at its declared shape, then buckets of every rank 0..4 with sizes 1..5 (1..4
     and 1..2 for dims 2 and 3, so at most 200 elements); `_case`'s other arguments as given."""
-
-    def build(rank, n0, n1, n2, n3):
-        return _case(name, (n0, n1, n2, n3)[:rank], *args, **kwargs)
-
     ranges = dict(rank=range(5), n0=range(1, 6), n1=range(1, 6), n2=range(1, 5), n3=range(1, 3))
-    register(_case(name, shape, *args, **kwargs), build, ranges)
+    register(_case(name, shape, *args, **kwargs), functools.partial(_bucket, name, args, kwargs), ranges)
 
 
 def _simple(name, shape, torch_mod, cls, draw=normal()):

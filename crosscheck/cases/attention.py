@@ -17,31 +17,31 @@ from ..registry import Case, Tensor, register
 HEADS_LAST = permute(0, 2, 1, 3)
 
 
-def _keep_mask(p_masked: float):
+# Draws are module-level functions, their options bound by `functools.partial`, so that a
+# case's inputs pickle (as in crosscheck/draw.py).
+
+
+def _keep_mask(p_masked, rng, shape):
     """Bool draws (True = take part) with a random key kept in every row of the last axis."""
-
-    def draw(rng, shape):
-        keep = rng.uniform(size=shape) >= p_masked
-        forced = rng.integers(0, shape[-1], shape[:-1])
-        return keep | (np.arange(shape[-1]) == forced[..., None])
-
-    return draw
+    keep = rng.uniform(size=shape) >= p_masked
+    forced = rng.integers(0, shape[-1], shape[:-1])
+    return keep | (np.arange(shape[-1]) == forced[..., None])
 
 
-def _inf_mask(p_masked: float):
+def _inf_mask(p_masked, rng, shape):
     """Additive float masks: standard normal, with `-inf` where a `_keep_mask` drops the key."""
-    keep = _keep_mask(p_masked)
-    return lambda rng, shape: np.where(keep(rng, shape), rng.standard_normal(shape), -np.inf)
+    return np.where(_keep_mask(p_masked, rng, shape), rng.standard_normal(shape), -np.inf)
 
 
-def _drop_keep(p: float):
-    """Dropout's keep masks (True keeps) for the attention weights, each kept with `1 - p`."""
-    return lambda rng, shape: rng.random(shape) >= p
+def _drop_keep(p, rng, shape):
+    """Dropout's keep masks (True keeps), each element kept with `1 - p`."""
+    return rng.random(shape) >= p
 
 
 def dropout_input(p, shape):
     """The keep mask as a keyword input, as both modules take it (`module(..., dropout_mask=m)`)."""
-    return Tensor("dropout_mask", shape, kind="bool", differentiable=False, draw=_drop_keep(p), keyword=True)
+    return Tensor("dropout_mask", shape, kind="bool", differentiable=False, draw=functools.partial(_drop_keep, p),
+                  keyword=True)
 
 
 # -- scaled dot-product attention ------------------------------------------------------------
@@ -140,13 +140,15 @@ def _sdpa_inputs(q_shape, s_len, kind, mask_shape, dropout):
     """q, k, v in torch's layout, then the `attn_mask` of `kind` and the dropout keep mask
     where the case has them: the order the functions unpack (`_split`)."""
     n, h, L, e = q_shape
-    inputs = [Tensor(x, (n, h, length, e), layout=HEADS_LAST) for x, length in (("query", L), ("key", s_len), ("value", s_len))]
+    qkv = (("query", L), ("key", s_len), ("value", s_len))
+    inputs = [Tensor(x, (n, h, length, e), layout=HEADS_LAST) for x, length in qkv]
     if kind == "bool":
-        inputs.append(Tensor("attn_mask", mask_shape, kind="bool", differentiable=False, draw=_keep_mask(0.4)))
+        keep = functools.partial(_keep_mask, 0.4)
+        inputs.append(Tensor("attn_mask", mask_shape, kind="bool", differentiable=False, draw=keep))
     elif kind == "float":
         inputs.append(Tensor("attn_mask", mask_shape))
     elif kind == "float-inf":
-        inputs.append(Tensor("attn_mask", mask_shape, differentiable=False, draw=_inf_mask(0.4)))
+        inputs.append(Tensor("attn_mask", mask_shape, differentiable=False, draw=functools.partial(_inf_mask, 0.4)))
     if dropout:
         inputs.append(dropout_input(*dropout))
     return tuple(inputs)
@@ -180,19 +182,22 @@ def _redrawn(mask_shape, declared, drawn):
     return tuple(d if m == full else 1 for m, full, d in zip(mask_shape, declared[-k:], drawn[-k:]))
 
 
+def _sdpa_bucket(name, q_shape, s_len, mask, dropout, options, n, heads, q_len, k_len, head_dim):
+    """The case of `_sdpa` at one bucket's sizes, its masks redrawn to match."""
+    declared, drawn = (*q_shape[:3], s_len), (n, heads, q_len, k_len)
+    m = mask and (mask[0], _redrawn(mask[1], declared, drawn))
+    d = dropout and (dropout[0], _redrawn(dropout[1], declared, drawn))
+    about = f"q {(n, heads, q_len, head_dim)}, k/v {(n, heads, k_len, head_dim)}"
+    about += f", {m[0]} mask {m[1]}" if m else ""
+    about += f", dropout p={d[0]}, keep mask {d[1]}" if d else ""
+    about += "".join(f", {k}={v}" for k, v in options.items())
+    return _sdpa_case(name, (n, heads, q_len, head_dim), k_len, mask=m, dropout=d, description=about, **options)
+
+
 def _sdpa(name, q_shape, s_len, mask=None, dropout=None, description="", **options):
     """The case at its declared shapes; buckets draw batch, heads, query and key lengths and head
     dim independently, and the masks (of the declared rank and broadcast dims) to match."""
-
-    def build(n, heads, q_len, k_len, head_dim):
-        declared, drawn = (*q_shape[:3], s_len), (n, heads, q_len, k_len)
-        m = mask and (mask[0], _redrawn(mask[1], declared, drawn))
-        d = dropout and (dropout[0], _redrawn(dropout[1], declared, drawn))
-        about = f"q {(n, heads, q_len, head_dim)}, k/v {(n, heads, k_len, head_dim)}" + (f", {m[0]} mask {m[1]}" if m else "")
-        about += f", dropout p={d[0]}, keep mask {d[1]}" if d else ""
-        about += "".join(f", {k}={v}" for k, v in options.items())
-        return _sdpa_case(name, (n, heads, q_len, head_dim), k_len, mask=m, dropout=d, description=about, **options)
-
+    build = functools.partial(_sdpa_bucket, name, q_shape, s_len, mask, dropout, options)
     ranges = dict(n=range(1, 3), heads=range(1, 4), q_len=range(1, 6), k_len=range(1, 7), head_dim=range(1, 6))
     case = _sdpa_case(name, q_shape, s_len, mask=mask, dropout=dropout, description=description, **options)
     register(case, build, ranges)

@@ -123,17 +123,26 @@ def _mha_jax_ref(*args, names, E, H, dropout, zero_attn):
     return jax_reference(dict(zip(names, args)), E, H, dropout, zero_attn)
 
 
+class _BatchFirst:
+    """Mixed into torch_layers' MultiheadAttention by `_mha_torch_module` (there, so that
+    importing the cases imports no torch): calls as `(q, k, v[, key_padding_mask])` and
+    returns the output only."""
+
+    def forward(self, q, k, v, kpm=None, *, dropout_mask=None):
+        return super().forward(q, k, v, key_padding_mask=kpm, need_weights=False, dropout_mask=dropout_mask)[0]
+
+
 def _mha_torch_module(dtype, device, *, E, H, dropout, bias_kv, zero_attn, kdim, vdim):
     from torch_layers.attention import MultiheadAttention
 
-    class BatchFirst(MultiheadAttention):
-        """Calls as `(q, k, v[, key_padding_mask])` and returns the output only."""
-
-        def forward(self, q, k, v, kpm=None, *, dropout_mask=None):
-            return super().forward(q, k, v, key_padding_mask=kpm, need_weights=False, dropout_mask=dropout_mask)[0]
-
+    BatchFirst = type("BatchFirst", (_BatchFirst, MultiheadAttention), {})
     return BatchFirst(E, H, dropout=dropout, add_bias_kv=bias_kv, add_zero_attn=zero_attn, kdim=kdim, vdim=vdim,
                       batch_first=True, dtype=dtype, device=device)
+
+
+def _padding_mask(p_masked, rng, shape):
+    """torch's key padding mask (True = ignore): an inverted `_keep_mask`, one key kept per row."""
+    return ~_keep_mask(p_masked, rng, shape)
 
 
 def _mha_inputs(n, L, s_len, E, H, kdim, vdim, padding, dropout, extra):
@@ -141,8 +150,7 @@ def _mha_inputs(n, L, s_len, E, H, kdim, vdim, padding, dropout, extra):
     where the case has them: the functions find each input by its name (`names`)."""
     inputs = [Tensor("query", (n, L, E)), Tensor("key", (n, s_len, kdim)), Tensor("value", (n, s_len, vdim))]
     if padding:
-        # The draw keeps one key per row; inverted, it is torch's padding mask (True = ignore).
-        pad = lambda rng, shape: ~_keep_mask(0.4)(rng, shape)  # noqa: E731
+        pad = functools.partial(_padding_mask, 0.4)
         inputs.append(Tensor("key_padding_mask", (n, s_len), kind="bool", differentiable=False, draw=pad))
     if dropout:
         inputs.append(dropout_input(dropout, (n, H, L, s_len + extra)))
@@ -156,7 +164,8 @@ def _mha_params(E, kdim, vdim, packed, bias_kv):
     if packed:
         params = [Tensor("in_proj_weight", (3 * E, E), layout=TRANSPOSE, draw=normal(0.4))]
     else:
-        params = [Tensor(f"{x}_proj_weight", (E, d), layout=TRANSPOSE, draw=normal(0.4)) for x, d in zip("qkv", (E, kdim, vdim))]
+        sizes = zip("qkv", (E, kdim, vdim))
+        params = [Tensor(f"{x}_proj_weight", (E, d), layout=TRANSPOSE, draw=normal(0.4)) for x, d in sizes]
     params += [
         Tensor("in_proj_bias", (3 * E,), draw=normal(0.4)),
         Tensor("out_proj.weight", (E, E), layout=TRANSPOSE, draw=normal(0.4)),
@@ -206,28 +215,29 @@ def _mha_case(name, n, L, s_len, embed_dim, num_heads, padding=False, dropout=0.
 HEADS = tuple((heads, head_dim) for heads in range(1, 4) for head_dim in range(1, 4) if heads * head_dim > 1)
 
 
+def _mha_bucket(name, kv_dims, options, n, q_len, k_len, heads_dim, kdim=None, vdim=None):
+    """The case of `_mha` at one bucket's sizes (`options` without `kdim` and `vdim`)."""
+    heads, E = heads_dim[0], math.prod(heads_dim)
+    vdim = kdim if kv_dims == "same" else vdim
+    if kv_dims and kdim == vdim == E:
+        # torch would pack the three weights into in_proj_weight: other parameters.
+        kdim = E + 1
+        vdim = kdim if kv_dims == "same" else vdim
+    about = f"batch_first q {(n, q_len, E)}, k {(n, k_len, kdim or E)}, v {(n, k_len, vdim or E)}, heads={heads}"
+    about += "".join(f", {k}={v}" for k, v in options.items())
+    return _mha_case(name, n, q_len, k_len, E, heads, kdim=kdim, vdim=vdim, description=about, **options)
+
+
 def _mha(name, n, L, s_len, embed_dim, num_heads, description="", kv_dims=None, **options):
     """The case at its declared shapes; buckets draw batch, query and key lengths, HEADS
     (embed_dim = heads x head dim) and, with `kv_dims`, the key and value sizes independently
     ("same": one size for both, as flax.nnx's `in_kv_features`)."""
-
-    def build(n, q_len, k_len, heads_dim, kdim=None, vdim=None):
-        heads, E = heads_dim[0], math.prod(heads_dim)
-        vdim = kdim if kv_dims == "same" else vdim
-        if kv_dims and kdim == vdim == E:
-            # torch would pack the three weights into in_proj_weight: other parameters.
-            kdim = E + 1
-            vdim = kdim if kv_dims == "same" else vdim
-        about = f"batch_first q {(n, q_len, E)}, k {(n, k_len, kdim or E)}, v {(n, k_len, vdim or E)}, heads={heads}"
-        about += "".join(f", {k}={v}" for k, v in options.items())
-        return _mha_case(name, n, q_len, k_len, E, heads, kdim=kdim, vdim=vdim, description=about, **options)
-
     ranges = dict(n=range(1, 4), q_len=range(1, 5), k_len=range(1, 6), heads_dim=HEADS)
     if kv_dims:
         ranges.update(kdim=range(1, 6), **({} if kv_dims == "same" else {"vdim": range(1, 6)}))
     kw = {k: options.pop(k) for k in ("kdim", "vdim") if k in options}
     case = _mha_case(name, n, L, s_len, embed_dim, num_heads, description=description, **kw, **options)
-    register(case, build, ranges)
+    register(case, functools.partial(_mha_bucket, name, kv_dims, options), ranges)
 
 
 _mha(

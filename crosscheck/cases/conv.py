@@ -9,8 +9,9 @@ and torch's `padding`/`output_padding` become explicit Flax pairs (see `convert/
 
 from __future__ import annotations
 
+import functools
+import importlib
 import itertools
-from functools import partial
 
 from ..convert.conv import (
     CONV1D_WEIGHT,
@@ -34,6 +35,93 @@ def _jax_padding(padding, n):
     return padding.upper() if isinstance(padding, str) else tuple((p, p) for p in _ints(padding, n))
 
 
+# The cases' functions are module-level, their options bound by `functools.partial` in the
+# `_..._case` builders: they then pickle by reference, which closures do not. `op` and `cls`
+# name a function or module class of torch_layers.conv / jax_layers.conv (and torch.nn.functional).
+
+
+def user_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                              dimension_numbers=None, feature_group_count=1, precision=None,
+                              preferred_element_type=None):
+    """A user's `conv_general_dilated` as flax.nnx.Conv takes one (a wrapper, as for counting or
+    quantizing)."""
+    from jax import lax
+
+    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                    dimension_numbers, feature_group_count=feature_group_count,
+                                    precision=precision, preferred_element_type=preferred_element_type)
+
+
+def _nnx_options(nnx_options, module):
+    """With `nnx_options`, the flax.nnx.Conv arguments of `_nnx_options_case` (the module's or,
+    without `module`, the function's: no promote_dtype or metadata); else none."""
+    if not nnx_options:
+        return {}
+    from flax import nnx
+    from jax import lax
+
+    options = {"precision": lax.Precision.HIGHEST, "conv_general_dilated": user_conv_general_dilated}
+    if module:
+        options.update(promote_dtype=nnx.nn.dtypes.promote_dtype, kernel_metadata={"note": "kernel"},
+                       bias_metadata={"note": "bias"})
+    return options
+
+
+def _conv_torch(x, weight, bias=None, *, op, args):
+    from torch_layers import conv
+
+    return getattr(conv, op)(x, weight, bias, *args)
+
+
+def _conv_torch_ref(x, weight, bias=None, *, op, args):
+    import warnings
+
+    import torch.nn.functional as F
+
+    with warnings.catch_warnings():
+        # "same" with an even kernel: torch warns that it pads a copy of the input.
+        warnings.filterwarnings("ignore", "Using padding='same'", UserWarning)
+        return getattr(F, op)(x, weight, bias, *args)
+
+
+def _jax_conv_layers():
+    """The module jax_layers.conv (the package's own `conv` is the function)."""
+    return importlib.import_module("jax_layers.conv")
+
+
+def _conv_jax(x, kernel, bias=None, *, op, args, nnx_options=False):
+    return getattr(_jax_conv_layers(), op)(x, kernel, bias, *args, **_nnx_options(nnx_options, module=False))
+
+
+def _conv_jax_ref(x, kernel, bias=None, *, strides, padding, dilations, groups=1, transpose=False):
+    from jax import lax
+
+    n = len(strides)
+    unbatched = x.ndim == n + 1
+    spec = {1: ("NHC", "HIO", "NHC"), 2: ("NHWC", "HWIO", "NHWC")}[n]
+    x = x[None] if unbatched else x
+    if transpose:
+        y = lax.conv_transpose(x, kernel, strides, padding, dilations, spec)
+    else:
+        y = lax.conv_general_dilated(x, kernel, strides, padding, rhs_dilation=dilations, dimension_numbers=spec,
+                                     feature_group_count=groups)
+    y = y[0] if unbatched else y
+    return y if bias is None else y + bias
+
+
+def _conv_torch_module(dtype, device, *, cls, args, **options):
+    from torch_layers import conv
+
+    return getattr(conv, cls)(*args, **options, dtype=dtype, device=device)
+
+
+def _conv_jax_module(dtype, *, cls, args, nnx_options=False, **options):
+    from flax import nnx
+
+    return getattr(_jax_conv_layers(), cls)(*args, **options, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0),
+                                            **_nnx_options(nnx_options, module=True))
+
+
 def _conv_case(name, x_shape, w_shape, *, bias=True, stride=1, padding=0, dilation=1, groups=1):
     n = len(w_shape) - 2
     c_out, c_in = w_shape[0], w_shape[1] * groups
@@ -41,53 +129,6 @@ def _conv_case(name, x_shape, w_shape, *, bias=True, stride=1, padding=0, dilati
     jax_padding = _jax_padding(padding, n)
     op = {1: "conv1d", 2: "conv2d"}[n]
     torch_args, jax_args = (stride, padding, dilation, groups), (strides, jax_padding, 1, dilations, groups)
-
-    def torch_fn(x, weight, bias=None):
-        from torch_layers import conv
-
-        return getattr(conv, op)(x, weight, bias, *torch_args)
-
-    def torch_ref(x, weight, bias=None):
-        import warnings
-
-        import torch.nn.functional as F
-
-        with warnings.catch_warnings():
-            # "same" with an even kernel: torch warns that it pads a copy of the input.
-            warnings.filterwarnings("ignore", "Using padding='same'", UserWarning)
-            return getattr(F, op)(x, weight, bias, *torch_args)
-
-    def jax_fn(x, kernel, bias=None):
-        from jax_layers.conv import conv
-
-        return conv(x, kernel, bias, *jax_args)
-
-    def jax_ref(x, kernel, bias=None):
-        from jax import lax
-
-        unbatched = x.ndim == n + 1
-        spec = {1: ("NHC", "HIO", "NHC"), 2: ("NHWC", "HWIO", "NHWC")}[n]
-        y = lax.conv_general_dilated(
-            x[None] if unbatched else x, kernel, strides, jax_padding, rhs_dilation=dilations,
-            dimension_numbers=spec, feature_group_count=groups,
-        )
-        y = y[0] if unbatched else y
-        return y if bias is None else y + bias
-
-    def torch_module(dtype, device):
-        from torch_layers import conv
-
-        cls = {1: conv.Conv1d, 2: conv.Conv2d}[n]
-        return cls(c_in, c_out, kernel, stride, padding, dilation, groups, bias, dtype=dtype, device=device)
-
-    def jax_module(dtype):
-        from flax import nnx
-
-        from jax_layers.conv import Conv
-
-        return Conv(c_in, c_out, kernel, strides, padding=jax_padding, kernel_dilation=dilations,
-                    feature_group_count=groups, use_bias=bias, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0))
-
     layout = channels_last(n, len(x_shape) == n + 2)
     weight = Tensor("weight", w_shape, layout={1: CONV1D_WEIGHT, 2: CONV2D_WEIGHT}[n], jax_name="kernel")
     params = (weight, Tensor("bias", (c_out,), jax_name="bias")) if bias else (weight,)
@@ -96,12 +137,16 @@ def _conv_case(name, x_shape, w_shape, *, bias=True, stride=1, padding=0, dilati
         family="conv",
         inputs=(Tensor("input", x_shape, layout=layout),),
         params=params,
-        torch_fn=torch_fn,
-        torch_ref=torch_ref,
-        jax_fn=jax_fn,
-        jax_ref=jax_ref,
-        torch_module=torch_module,
-        jax_module=jax_module,
+        torch_fn=functools.partial(_conv_torch, op=op, args=torch_args),
+        torch_ref=functools.partial(_conv_torch_ref, op=op, args=torch_args),
+        jax_fn=functools.partial(_conv_jax, op="conv", args=jax_args),
+        jax_ref=functools.partial(_conv_jax_ref, strides=strides, padding=jax_padding, dilations=dilations,
+                                  groups=groups),
+        torch_module=functools.partial(_conv_torch_module, cls={1: "Conv1d", 2: "Conv2d"}[n],
+                                       args=(c_in, c_out, kernel, stride, padding, dilation, groups, bias)),
+        jax_module=functools.partial(_conv_jax_module, cls="Conv", args=(c_in, c_out, kernel, strides),
+                                     padding=jax_padding, kernel_dilation=dilations, feature_group_count=groups,
+                                     use_bias=bias),
         out_layouts=(layout,),
         param_map={1: conv1d_map, 2: conv2d_map}[n](None),
         config=(("torch", torch_args), ("jax", jax_args)),
@@ -115,45 +160,6 @@ def _conv_transpose_case(name, x_shape, w_shape, *, bias=True, stride=1, padding
     strides, dilations = _ints(stride, 2), _ints(dilation, 2)
     pads = conv_transpose_padding(kernel, _ints(padding, 2), _ints(output_padding, 2), dilations)
     torch_args, jax_args = (stride, padding, output_padding, 1, dilation), (strides, pads, dilations)
-
-    def torch_fn(x, weight, bias=None):
-        from torch_layers.conv import conv_transpose2d
-
-        return conv_transpose2d(x, weight, bias, *torch_args)
-
-    def torch_ref(x, weight, bias=None):
-        import torch.nn.functional as F
-
-        return F.conv_transpose2d(x, weight, bias, *torch_args)
-
-    def jax_fn(x, kernel, bias=None):
-        from jax_layers.conv import conv_transpose
-
-        return conv_transpose(x, kernel, bias, *jax_args)
-
-    def jax_ref(x, kernel, bias=None):
-        from jax import lax
-
-        unbatched = x.ndim == 3
-        spec = ("NHWC", "HWIO", "NHWC")
-        y = lax.conv_transpose(x[None] if unbatched else x, kernel, strides, pads, dilations, spec)
-        y = y[0] if unbatched else y
-        return y if bias is None else y + bias
-
-    def torch_module(dtype, device):
-        from torch_layers.conv import ConvTranspose2d
-
-        return ConvTranspose2d(c_in, c_out, kernel, stride, padding, output_padding, 1, bias, dilation,
-                               dtype=dtype, device=device)
-
-    def jax_module(dtype):
-        from flax import nnx
-
-        from jax_layers.conv import ConvTranspose
-
-        return ConvTranspose(c_in, c_out, kernel, strides, padding=pads, kernel_dilation=dilations, use_bias=bias,
-                             dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0))
-
     layout = channels_last(2, len(x_shape) == 4)
     weight = Tensor("weight", w_shape, layout=CONV_TRANSPOSE2D_WEIGHT, jax_name="kernel")
     params = (weight, Tensor("bias", (c_out,), jax_name="bias")) if bias else (weight,)
@@ -162,12 +168,14 @@ def _conv_transpose_case(name, x_shape, w_shape, *, bias=True, stride=1, padding
         family="conv",
         inputs=(Tensor("input", x_shape, layout=layout),),
         params=params,
-        torch_fn=torch_fn,
-        torch_ref=torch_ref,
-        jax_fn=jax_fn,
-        jax_ref=jax_ref,
-        torch_module=torch_module,
-        jax_module=jax_module,
+        torch_fn=functools.partial(_conv_torch, op="conv_transpose2d", args=torch_args),
+        torch_ref=functools.partial(_conv_torch_ref, op="conv_transpose2d", args=torch_args),
+        jax_fn=functools.partial(_conv_jax, op="conv_transpose", args=jax_args),
+        jax_ref=functools.partial(_conv_jax_ref, strides=strides, padding=pads, dilations=dilations, transpose=True),
+        torch_module=functools.partial(_conv_torch_module, cls="ConvTranspose2d",
+                                       args=(c_in, c_out, kernel, stride, padding, output_padding, 1, bias, dilation)),
+        jax_module=functools.partial(_conv_jax_module, cls="ConvTranspose", args=(c_in, c_out, kernel, strides),
+                                     padding=pads, kernel_dilation=dilations, use_bias=bias),
         out_layouts=(layout,),
         param_map=conv_transpose2d_map(None),
         config=(("torch", torch_args), ("jax", jax_args)),
@@ -179,6 +187,35 @@ def _conv_transpose_case(name, x_shape, w_shape, *, bias=True, stride=1, padding
 # torch's padding_mode -> jnp.pad's mode, and Flax's padding string where nnx.Conv has one.
 JNP_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 FLAX_MODES = {"reflect": "REFLECT", "circular": "CIRCULAR"}
+
+
+# A padding mode's functions: `conv` (the unpadded case's function) of the input padded by
+# `mode`, `pairs` per spatial side (torch) or `pads` per axis (JAX, channels last).
+
+
+def _padded_torch(x, weight, bias=None, *, pairs, mode, conv):
+    from torch_layers._pad import pad
+
+    return conv(pad(x, pairs, mode), weight, bias)
+
+
+def _padded_torch_ref(x, weight, bias=None, *, pairs, mode, conv):
+    import torch.nn.functional as F
+
+    flat = [p for pair in reversed(pairs) for p in pair]
+    return conv(F.pad(x, flat, mode=mode), weight, bias)
+
+
+def _padded_jax(x, kernel, bias=None, *, pads, mode, conv):
+    from jax_layers._pad import pad
+
+    return conv(pad(x, pads, mode), kernel, bias)
+
+
+def _padded_jax_ref(x, kernel, bias=None, *, pads, mode, conv):
+    import jax.numpy as jnp
+
+    return conv(jnp.pad(x, pads, mode=JNP_MODES[mode]), kernel, bias)
 
 
 def _padding_mode_case(name, x_shape, w_shape, *, mode, padding, stride=1, dilation=1, groups=1, bias=True):
@@ -194,66 +231,24 @@ def _padding_mode_case(name, x_shape, w_shape, *, mode, padding, stride=1, dilat
     # The convolution's arguments are `_conv_case`'s (no padding); the pads join them, for the
     # mutants that rebuild the padded call (mutants/conv.py).
     config = case.config + (("pad", {"torch": pairs, "jax": jax_pads, "mode": mode}),)
-    op = {1: "conv1d", 2: "conv2d"}[n]
-
-    def torch_fn(x, weight, bias=None):
-        from torch_layers import conv
-        from torch_layers._pad import pad
-
-        return getattr(conv, op)(pad(x, pairs, mode), weight, bias, stride, 0, dilation, groups)
-
-    def torch_ref(x, weight, bias=None):
-        import torch.nn.functional as F
-
-        flat = [p for pair in reversed(pairs) for p in pair]
-        return getattr(F, op)(F.pad(x, flat, mode=mode), weight, bias, stride, 0, dilation, groups)
-
-    def jax_fn(x, kernel, bias=None):
-        from jax_layers._pad import pad
-        from jax_layers.conv import conv
-
-        return conv(pad(x, jax_pads, mode), kernel, bias, strides, ((0, 0),) * n, 1, dilations, groups)
-
-    def jax_ref(x, kernel, bias=None):
-        import jax.numpy as jnp
-
-        return case.jax_ref(jnp.pad(x, jax_pads, mode=JNP_MODES[mode]), kernel, bias)
-
-    def torch_module(dtype, device):
-        from torch_layers import conv
-
-        cls = {1: conv.Conv1d, 2: conv.Conv2d}[n]
-        return cls(x_shape[-n - 1], w_shape[0], w_shape[2:], stride, padding, dilation, groups, bias,
-                   padding_mode=mode, dtype=dtype, device=device)
-
-    def jax_module(dtype):
-        from flax import nnx
-
-        from jax_layers.conv import Conv
-
-        return Conv(x_shape[-n - 1], w_shape[0], w_shape[2:], strides, padding=FLAX_MODES[mode],
-                    kernel_dilation=dilations, feature_group_count=groups, use_bias=bias, dtype=dtype,
-                    param_dtype=dtype, rngs=nnx.Rngs(0))
-
+    sizes = (x_shape[-n - 1], w_shape[0], w_shape[2:])
     dk = [d * (k - 1) + 1 for d, k in zip(dilations, w_shape[2:])]
     flax_pads = tuple(((k - 1) // 2, k // 2) for k in dk)
+    jax_module = None
+    if mode in FLAX_MODES and flax_pads == pairs:
+        jax_module = functools.partial(_conv_jax_module, cls="Conv", args=(*sizes, strides),
+                                       padding=FLAX_MODES[mode], kernel_dilation=dilations,
+                                       feature_group_count=groups, use_bias=bias)
     return case.replace(
-        torch_fn=torch_fn, torch_ref=torch_ref, jax_fn=jax_fn, jax_ref=jax_ref, torch_module=torch_module,
-        jax_module=jax_module if mode in FLAX_MODES and flax_pads == pairs else None, config=config,
+        torch_fn=functools.partial(_padded_torch, pairs=pairs, mode=mode, conv=case.torch_fn),
+        torch_ref=functools.partial(_padded_torch_ref, pairs=pairs, mode=mode, conv=case.torch_ref),
+        jax_fn=functools.partial(_padded_jax, pads=jax_pads, mode=mode, conv=case.jax_fn),
+        jax_ref=functools.partial(_padded_jax_ref, pads=jax_pads, mode=mode, conv=case.jax_ref),
+        torch_module=functools.partial(_conv_torch_module, cls={1: "Conv1d", 2: "Conv2d"}[n],
+                                       args=(*sizes, stride, padding, dilation, groups, bias), padding_mode=mode),
+        jax_module=jax_module, config=config,
         description=f"{case.description.replace('padding=0', f'padding={padding!r}')}, padding_mode={mode!r}",
     )
-
-
-def user_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                              dimension_numbers=None, feature_group_count=1, precision=None,
-                              preferred_element_type=None):
-    """A user's `conv_general_dilated` as flax.nnx.Conv takes one (a wrapper, as for counting or
-    quantizing)."""
-    from jax import lax
-
-    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                                    dimension_numbers, feature_group_count=feature_group_count,
-                                    precision=precision, preferred_element_type=preferred_element_type)
 
 
 def _nnx_options_case(name, x_shape, w_shape, **options):
@@ -261,31 +256,9 @@ def _nnx_options_case(name, x_shape, w_shape, **options):
     precision and a user's conv_general_dilated (which the gradients' convolutions must run
     through too), promote_dtype and parameter metadata."""
     case = _conv_case(name, x_shape, w_shape, **options)
-    n, groups = len(w_shape) - 2, options.get("groups", 1)
-    strides, dilations = _ints(options.get("stride", 1), n), _ints(options.get("dilation", 1), n)
-    padding = _jax_padding(options.get("padding", 0), n)
-
-    def flax_options():
-        from jax import lax
-
-        return {"precision": lax.Precision.HIGHEST, "conv_general_dilated": user_conv_general_dilated}
-
-    def jax_fn(x, kernel, bias=None):
-        from jax_layers.conv import conv
-
-        return conv(x, kernel, bias, strides, padding, 1, dilations, groups, **flax_options())
-
-    def jax_module(dtype):
-        from flax import nnx
-
-        from jax_layers.conv import Conv
-
-        return Conv(w_shape[1] * groups, w_shape[0], w_shape[2:], strides, padding=padding, kernel_dilation=dilations,
-                    feature_group_count=groups, use_bias=options.get("bias", True), dtype=dtype, param_dtype=dtype,
-                    promote_dtype=nnx.nn.dtypes.promote_dtype, kernel_metadata={"note": "kernel"},
-                    bias_metadata={"note": "bias"}, rngs=nnx.Rngs(0), **flax_options())
-
-    return case.replace(jax_fn=jax_fn, jax_module=jax_module,
+    # The plain case's partials, given one more keyword.
+    return case.replace(jax_fn=functools.partial(case.jax_fn, nnx_options=True),
+                        jax_module=functools.partial(case.jax_module, nnx_options=True),
                         description=case.description + ", nnx precision/conv_general_dilated/promote_dtype/metadata")
 
 
@@ -345,14 +318,14 @@ def _register(make, name, x_shape, w_shape, *, narrow=None, **options):
                   padding=_grid((0, 1, 2), n), dilation=_grid((1, 2), n))
     bias = options.get("bias", True)
     if make is not _conv_transpose_case:
-        build = partial(_conv_bucket, name, bias)
+        build = functools.partial(_conv_bucket, name, bias)
         if make is _nnx_options_case:
-            build = partial(_conv_bucket, name, bias, make=_nnx_options_case)
+            build = functools.partial(_conv_bucket, name, bias, make=_nnx_options_case)
         if make is _padding_mode_case:
-            build = partial(_padding_mode_bucket, name, options["mode"], bias)
+            build = functools.partial(_padding_mode_bucket, name, options["mode"], bias)
         ranges.update(groups=(1, 2), in_per_group=(1, 2), out_per_group=(1, 2, 3), excess=_grid((0, 1, 2), n))
     else:
-        build = partial(_conv_transpose_bucket, name, bias)
+        build = functools.partial(_conv_transpose_bucket, name, bias)
         ranges.update(in_channels=(1, 2, 3), out_channels=(1, 2), size=_grid((1, 2, 3), n),
                       output_padding=_grid((0, 1, 2), n))
     ranges.update(narrow or {})

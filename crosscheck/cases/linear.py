@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from ..layout import TRANSPOSE
 from ..registry import Case, Tensor, register
 
@@ -53,26 +55,28 @@ def jax_fn_flax_options(x, kernel, bias=None):
     return jax_layers.linear(x, kernel, bias, **_flax_options())
 
 
-def _modules(in_features, out_features, bias, flax_options=False):
-    def torch_module(dtype, device):
-        import torch_layers
+# The modules' factories are module-level, their options bound by `functools.partial` in
+# `_case`: they then pickle by reference, which closures do not.
 
-        return torch_layers.Linear(in_features, out_features, bias=bias, dtype=dtype, device=device)
 
-    def jax_module(dtype):
-        from flax import nnx
+def _torch_module(dtype, device, *, in_features, out_features, bias):
+    import torch_layers
 
-        import jax_layers
+    return torch_layers.Linear(in_features, out_features, bias=bias, dtype=dtype, device=device)
 
-        # A user's precision, dot_general, promote_dtype and parameter metadata (no mesh: a
-        # plain annotation), which the backward must carry through.
-        options = {**_flax_options(), "promote_dtype": nnx.nn.dtypes.promote_dtype,
-                   "kernel_metadata": {"note": "kernel"}, "bias_metadata": {"note": "bias"}} if flax_options else {}
-        return jax_layers.Linear(
-            in_features, out_features, use_bias=bias, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0), **options
-        )
 
-    return torch_module, jax_module
+def _jax_module(dtype, *, in_features, out_features, bias, flax_options):
+    from flax import nnx
+
+    import jax_layers
+
+    # A user's precision, dot_general, promote_dtype and parameter metadata (no mesh: a
+    # plain annotation), which the backward must carry through.
+    options = {**_flax_options(), "promote_dtype": nnx.nn.dtypes.promote_dtype,
+               "kernel_metadata": {"note": "kernel"}, "bias_metadata": {"note": "bias"}} if flax_options else {}
+    return jax_layers.Linear(
+        in_features, out_features, use_bias=bias, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0), **options
+    )
 
 
 def linear_params(in_features: int, out_features: int, bias: bool = True) -> tuple[Tensor, ...]:
@@ -82,7 +86,7 @@ def linear_params(in_features: int, out_features: int, bias: bool = True) -> tup
 
 
 def _case(name, batch, in_features, out_features, bias=True, noncontiguous=False, flax_options=False):
-    torch_module, jax_module = _modules(in_features, out_features, bias, flax_options)
+    features = dict(in_features=in_features, out_features=out_features, bias=bias)
     return Case(
         name=name,
         family="linear",
@@ -92,8 +96,8 @@ def _case(name, batch, in_features, out_features, bias=True, noncontiguous=False
         torch_ref=torch_ref,
         jax_fn=jax_fn_flax_options if flax_options else jax_fn,
         jax_ref=jax_ref,
-        torch_module=torch_module,
-        jax_module=jax_module,
+        torch_module=functools.partial(_torch_module, **features),
+        jax_module=functools.partial(_jax_module, **features, flax_options=flax_options),
         noncontiguous=noncontiguous,
         description=f"x {(*batch, in_features)} -> {(*batch, out_features)}, bias={bias}"
         + (", strided inputs" if noncontiguous else "")
@@ -101,16 +105,17 @@ def _case(name, batch, in_features, out_features, bias=True, noncontiguous=False
     )
 
 
-def _register(name, batch, in_features, out_features, bias=True, noncontiguous=False, flax_options=False):
+def _bucket(name, leading, batch, in_features, out_features, **options):
+    """The case at one bucket's sizes: `leading` batch dims of sizes `batch`, `batch + 1`, ..."""
+    return _case(name, tuple(batch + i for i in range(leading)), in_features, out_features, **options)
+
+
+def _register(name, batch, in_features, out_features, **options):
     """The case at its declared shapes, with every batch rank (0..2), batch size (1..3) and
-    feature size (1..8) as further shape buckets."""
-
-    def build(leading, batch, in_features, out_features):
-        return _case(name, tuple(batch + i for i in range(leading)), in_features, out_features, bias, noncontiguous,
-                     flax_options)
-
+    feature size (1..8) as further shape buckets; `_case`'s options as given."""
     ranges = dict(leading=range(3), batch=range(1, 4), in_features=range(1, 9), out_features=range(1, 9))
-    register(_case(name, batch, in_features, out_features, bias, noncontiguous, flax_options), build, ranges)
+    build = functools.partial(_bucket, name, **options)
+    register(_case(name, batch, in_features, out_features, **options), build, ranges)
 
 
 # Two leading batch dims, one of size 1: a bias gradient that forgets to sum hides there.

@@ -22,27 +22,24 @@ from ..registry import Case, Tensor, register
 CLASS_WEIGHTS = (0.5, 1.25, 2.0, 0.75, 1.5)
 
 
-def _labels(n_classes: int, ignore_index: int | None):
-    """Class indices; with `ignore_index`, each trial has it at least once and one counted target."""
-
-    def draw(rng, shape):
-        y = rng.integers(0, n_classes, shape)
-        if ignore_index is None:
-            return y
-        y = np.where(rng.random(shape) < 0.3, ignore_index, y)
-        flat = y.reshape(shape[0], -1)
-        flat[:, -1] = ignore_index
-        first = rng.integers(0, n_classes, shape[0])
-        flat[:, 0] = np.where(first == ignore_index, (first + 1) % n_classes, first)
-        return flat.reshape(shape)
-
-    return draw
+def _labels(n_classes, ignore_index, rng, shape):
+    """Class indices; with `ignore_index`, each trial has it at least once and one counted target.
+    A draw: module-level, its options bound by `functools.partial`, so that it pickles."""
+    y = rng.integers(0, n_classes, shape)
+    if ignore_index is None:
+        return y
+    y = np.where(rng.random(shape) < 0.3, ignore_index, y)
+    flat = y.reshape(shape[0], -1)
+    flat[:, -1] = ignore_index
+    first = rng.integers(0, n_classes, shape[0])
+    flat[:, 0] = np.where(first == ignore_index, (first + 1) % n_classes, first)
+    return flat.reshape(shape)
 
 
-# The case's functions are module-level, their options bound by `functools.partial` in
-# `_ce_case`: they then pickle by reference, which closures do not. `class_weights` (a
-# tuple or None) are constants of the case, not inputs: each call makes them an array of
-# its own dtype and device.
+# The cases' functions are module-level, their options bound by `functools.partial` in
+# `_ce_case` and `_mse_case`: they then pickle by reference, which closures do not.
+# `class_weights` (a tuple or None) are constants of the case, not inputs: each call makes
+# them an array of its own dtype and device.
 
 
 def _torch_weights(class_weights, dtype, device):
@@ -75,6 +72,12 @@ def _ce_jax(logits, labels, *, class_weights, **opts):
     return cross_entropy(logits, labels, weight=_jax_weights(class_weights, logits.dtype), **opts)
 
 
+def _jax_reduced(loss, reduction):
+    import jax.numpy as jnp
+
+    return {"mean": jnp.mean, "sum": jnp.sum, "none": lambda a: a}[reduction](loss)
+
+
 def _ce_jax_ref(logits, labels, *, class_weights, n_classes, soft, reduction, label_smoothing, ignore_index):
     import jax
     import jax.numpy as jnp
@@ -83,7 +86,7 @@ def _ce_jax_ref(logits, labels, *, class_weights, n_classes, soft, reduction, la
     cw = jnp.ones(n_classes, logits.dtype) if class_weights is None else _jax_weights(class_weights, logits.dtype)
     if soft:
         loss = -jnp.sum(cw * ((1 - label_smoothing) * labels + label_smoothing / n_classes) * log_p, axis=-1)
-        return {"mean": jnp.mean, "sum": jnp.sum, "none": lambda a: a}[reduction](loss)
+        return _jax_reduced(loss, reduction)
     kept = labels != ignore_index
     safe = jnp.where(kept, labels, 0)
     nll = -jnp.take_along_axis(log_p, safe[..., None], axis=-1)[..., 0] * cw[safe]
@@ -115,7 +118,8 @@ def _ce_inputs(shape, n_classes, ignore_index, soft):
         target = Tensor("target", shape, layout=layout, draw=uniform(0.0, 1.0))
     else:
         target_shape = () if len(shape) == 1 else (shape[0], *shape[2:])
-        target = Tensor("target", target_shape, kind="int", differentiable=False, draw=_labels(n_classes, ignore_index))
+        labels = functools.partial(_labels, n_classes, ignore_index)
+        target = Tensor("target", target_shape, kind="int", differentiable=False, draw=labels)
     return Tensor("input", shape, layout=layout), target
 
 
@@ -149,74 +153,79 @@ def _sizes_differ_quietly():
         yield
 
 
+def _mse_torch(input, target, *, reduction):
+    from torch_layers.loss import mse_loss
+
+    with _sizes_differ_quietly():
+        return mse_loss(input, target, reduction=reduction)
+
+
+def _mse_torch_ref(input, target, *, reduction):
+    import torch.nn.functional as F
+
+    with _sizes_differ_quietly():
+        return F.mse_loss(input, target, reduction=reduction)
+
+
+def _mse_jax(x, target, *, reduction):
+    from jax_layers.loss import mse_loss
+
+    return mse_loss(x, target, reduction=reduction)
+
+
+def _mse_jax_ref(x, target, *, reduction):
+    import jax.numpy as jnp
+
+    return _jax_reduced(jnp.square(x - target), reduction)
+
+
+def _mse_torch_module(dtype, device, *, reduction):
+    from torch_layers.loss import MSELoss
+
+    return MSELoss(reduction=reduction)
+
+
+def _mse_jax_module(dtype, *, reduction):
+    from jax_layers.loss import MSELoss
+
+    return MSELoss(reduction=reduction)
+
+
 def _mse_case(name, shape, reduction, target_shape=None):
     """With `target_shape`, a target that broadcasts against the input, each summing its
     gradient back over the dims broadcasting added or stretched; no modules then, since torch
     warns about the differing sizes (the case functions silence it)."""
     broadcast = target_shape is not None
     target_shape = shape if target_shape is None else target_shape
-
-    def torch_fn(input, target):
-        from torch_layers.loss import mse_loss
-
-        with _sizes_differ_quietly():
-            return mse_loss(input, target, reduction=reduction)
-
-    def torch_ref(input, target):
-        import torch.nn.functional as F
-
-        with _sizes_differ_quietly():
-            return F.mse_loss(input, target, reduction=reduction)
-
-    def jax_fn(x, target):
-        from jax_layers.loss import mse_loss
-
-        return mse_loss(x, target, reduction=reduction)
-
-    def jax_ref(x, target):
-        import jax.numpy as jnp
-
-        loss = jnp.square(x - target)
-        return {"mean": jnp.mean, "sum": jnp.sum, "none": lambda a: a}[reduction](loss)
-
-    def torch_module(dtype, device):
-        from torch_layers.loss import MSELoss
-
-        return MSELoss(reduction=reduction)
-
-    def jax_module(dtype):
-        from jax_layers.loss import MSELoss
-
-        return MSELoss(reduction=reduction)
-
     return Case(
         name=name,
         family="loss",
         inputs=(Tensor("input", shape), Tensor("target", target_shape)),
-        torch_fn=torch_fn,
-        torch_ref=torch_ref,
-        jax_fn=jax_fn,
-        jax_ref=jax_ref,
-        torch_module=None if broadcast else torch_module,
-        jax_module=None if broadcast else jax_module,
+        torch_fn=functools.partial(_mse_torch, reduction=reduction),
+        torch_ref=functools.partial(_mse_torch_ref, reduction=reduction),
+        jax_fn=functools.partial(_mse_jax, reduction=reduction),
+        jax_ref=functools.partial(_mse_jax_ref, reduction=reduction),
+        torch_module=None if broadcast else functools.partial(_mse_torch_module, reduction=reduction),
+        jax_module=None if broadcast else functools.partial(_mse_jax_module, reduction=reduction),
         description=f"input {shape}, target {target_shape}, {reduction}",
     )
+
+
+def _bucket(make, name, rank, n0, n1, n2, n3, **options):
+    """The case of `make` at one bucket's sizes (see `_register`)."""
+    sizes = [n0, n1, n2, n3][:rank]
+    if make is _ce_case:
+        c = 1 if rank > 1 else 0
+        sizes[c] = max(sizes[c], options.get("ignore_index", -1) + 1)
+    return make(name, tuple(sizes), **options)
 
 
 def _register(make, name, shape, ranks, **options):
     """The case at its declared shape, then buckets of every rank in `ranks` with sizes 1..5
     (1..4 and 1..2 for dims 2 and 3). Cross entropy has 1..5 classes (dim 1, dim 0 unbatched;
     one weight each), more than an in-range `ignore_index`, which stays a class."""
-
-    def build(rank, n0, n1, n2, n3):
-        sizes = [n0, n1, n2, n3][:rank]
-        if make is _ce_case:
-            c = 1 if rank > 1 else 0
-            sizes[c] = max(sizes[c], options.get("ignore_index", -1) + 1)
-        return make(name, tuple(sizes), **options)
-
     ranges = dict(rank=ranks, n0=range(1, 6), n1=range(1, 6), n2=range(1, 5), n3=range(1, 3))
-    register(make(name, shape, **options), build, ranges)
+    register(make(name, shape, **options), functools.partial(_bucket, make, name, **options), ranges)
 
 
 # Cross entropy takes logits (C,), (N, C) and (N, C, d1, ...): ranks 1..4; MSE any rank.
@@ -238,17 +247,19 @@ _register(_mse_case, "mse-sum", (2, 5), range(5), reduction="sum")
 _register(_mse_case, "mse-none", (1, 6), range(5), reduction="none")
 
 
+def _mse_broadcast_bucket(name, reduction, rank, n0, n1, n2, lead):
+    """The case of `_register_mse_broadcast` at one bucket's sizes."""
+    full = [n0, n1, n2][:rank]
+    target = full[lead:-1] + [1] if rank == 3 else full[lead:]
+    return _mse_case(name, (n0, 1, *full[2:]), reduction, tuple(target))
+
+
 def _register_mse_broadcast(name, shape, target_shape, reduction):
     """The case at its declared shapes, then buckets of broadcast shape `(n0, n1[, n2])`: the
     input stretched along dim 1, the target without `lead` leading dims and, in rank 3,
     stretched along the last."""
-
-    def build(rank, n0, n1, n2, lead):
-        full = [n0, n1, n2][:rank]
-        target = full[lead:-1] + [1] if rank == 3 else full[lead:]
-        return _mse_case(name, (n0, 1, *full[2:]), reduction, tuple(target))
-
     ranges = dict(rank=(2, 3), n0=range(1, 5), n1=range(1, 5), n2=range(1, 5), lead=(0, 1))
+    build = functools.partial(_mse_broadcast_bucket, name, reduction)
     register(_mse_case(name, shape, reduction, target_shape), build, ranges)
 
 

@@ -2,150 +2,78 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
 import math
 
 from ..registry import Case, Tensor, register
 
+# The case's functions are module-level, their options bound by `functools.partial` in
+# `_case`: they then pickle by reference, which closures do not.
 
-def _reshape_case(name, in_shape, shape):
-    def torch_fn(x):
-        import torch_layers
 
-        return torch_layers.reshape(x, shape)
+def _call(module, name, args, x):
+    """`module.name(x, *args)`, `module` imported by name."""
+    return getattr(importlib.import_module(module), name)(x, *args)
 
-    def torch_ref(x):
-        import torch
 
-        return torch.reshape(x, shape)
+def _module(module, name, args, *dtype_device):
+    """`module.name(*args)` as `torch_module(dtype, device)` or `jax_module(dtype)`: the shape
+    layers take neither."""
+    return getattr(importlib.import_module(module), name)(*args)
 
-    def jax_fn(x):
-        import jax_layers
 
-        return jax_layers.reshape(x, shape)
+def _flatten_jax_ref(start_dim, end_dim, x):
+    import jax.numpy as jnp
 
-    def jax_ref(x):
-        import jax.numpy as jnp
+    start, end = start_dim % x.ndim, end_dim % x.ndim
+    shape = x.shape
+    return jnp.reshape(x, (*shape[:start], math.prod(shape[start : end + 1]), *shape[end + 1 :]))
 
-        return jnp.reshape(x, shape)
 
-    def torch_module(dtype, device):
-        import torch_layers
-
-        return torch_layers.Reshape(*shape)
-
-    def jax_module(dtype):
-        import jax_layers
-
-        return jax_layers.Reshape(*shape)
-
+def _case(name, in_shape, fn, args, layer_args, jax_ref, description):
+    """`fn` of torch_layers, jax_layers and torch (`fn(x, *args)`) against `jax_ref`; the
+    modules, `fn` capitalized, take `layer_args`."""
+    layer = fn.capitalize()
     return Case(
         name=name,
         family="shape",
         inputs=(Tensor("input", in_shape),),
-        torch_fn=torch_fn,
-        torch_ref=torch_ref,
-        jax_fn=jax_fn,
+        torch_fn=functools.partial(_call, "torch_layers.shape", fn, args),
+        torch_ref=functools.partial(_call, "torch", fn, args),
+        jax_fn=functools.partial(_call, "jax_layers.shape", fn, args),
         jax_ref=jax_ref,
-        torch_module=torch_module,
-        jax_module=jax_module,
-        description=f"{in_shape} -> {shape}",
+        torch_module=functools.partial(_module, "torch_layers.shape", layer, layer_args),
+        jax_module=functools.partial(_module, "jax_layers.shape", layer, layer_args),
+        description=description,
     )
+
+
+def _reshape_case(name, in_shape, shape):
+    jax_ref = functools.partial(_call, "jax.numpy", "reshape", (shape,))
+    return _case(name, in_shape, "reshape", (shape,), shape, jax_ref, f"{in_shape} -> {shape}")
 
 
 def _flatten_case(name, in_shape, dims):
     start_dim, end_dim = dims
-
-    def torch_fn(x):
-        from torch_layers.shape import flatten
-
-        return flatten(x, start_dim, end_dim)
-
-    def torch_ref(x):
-        import torch
-
-        return torch.flatten(x, start_dim, end_dim)
-
-    def jax_fn(x):
-        from jax_layers.shape import flatten
-
-        return flatten(x, start_dim, end_dim)
-
-    def jax_ref(x):
-        import math
-
-        import jax.numpy as jnp
-
-        start, end = start_dim % x.ndim, end_dim % x.ndim
-        shape = x.shape
-        return jnp.reshape(x, (*shape[:start], math.prod(shape[start : end + 1]), *shape[end + 1 :]))
-
-    def torch_module(dtype, device):
-        from torch_layers.shape import Flatten
-
-        return Flatten(start_dim, end_dim)
-
-    def jax_module(dtype):
-        from jax_layers.shape import Flatten
-
-        return Flatten(start_dim, end_dim)
-
-    return Case(
-        name=name,
-        family="shape",
-        inputs=(Tensor("input", in_shape),),
-        torch_fn=torch_fn,
-        torch_ref=torch_ref,
-        jax_fn=jax_fn,
-        jax_ref=jax_ref,
-        torch_module=torch_module,
-        jax_module=jax_module,
-        description=f"{in_shape}, start_dim={start_dim}, end_dim={end_dim}",
-    )
+    jax_ref = functools.partial(_flatten_jax_ref, start_dim, end_dim)
+    description = f"{in_shape}, start_dim={start_dim}, end_dim={end_dim}"
+    return _case(name, in_shape, "flatten", dims, dims, jax_ref, description)
 
 
 def _permute_case(name, in_shape, dims):
-    def torch_fn(x):
-        from torch_layers.shape import permute
+    jax_ref = functools.partial(_call, "jax.numpy", "transpose", (dims,))
+    return _case(name, in_shape, "permute", (dims,), dims, jax_ref, f"{in_shape}, dims={dims}")
 
-        return permute(x, dims)
 
-    def torch_ref(x):
-        import torch
-
-        return torch.permute(x, dims)
-
-    def jax_fn(x):
-        from jax_layers.shape import permute
-
-        return permute(x, dims)
-
-    def jax_ref(x):
-        import jax.numpy as jnp
-
-        return jnp.transpose(x, dims)
-
-    def torch_module(dtype, device):
-        from torch_layers.shape import Permute
-
-        return Permute(*dims)
-
-    def jax_module(dtype):
-        from jax_layers.shape import Permute
-
-        return Permute(*dims)
-
-    return Case(
-        name=name,
-        family="shape",
-        inputs=(Tensor("input", in_shape),),
-        torch_fn=torch_fn,
-        torch_ref=torch_ref,
-        jax_fn=jax_fn,
-        jax_ref=jax_ref,
-        torch_module=torch_module,
-        jax_module=jax_module,
-        description=f"{in_shape}, dims={dims}",
-    )
+def _bucket(make, name, option, noncontiguous, rank, n0, n1, n2, n3, lead, negative):
+    """The case of `make` at one bucket's sizes, `option` fitted to them (see `_register`)."""
+    shape = (n0, n1, n2, n3)[:rank]
+    if make is _reshape_case:
+        fitted = (math.gcd(lead, math.prod(shape)), *option[1:])
+    else:
+        fitted = tuple(d if d < 0 else d - rank * negative for d in option)
+    return make(name, shape, fitted).replace(noncontiguous=noncontiguous)
 
 
 def _register(make, name, in_shape, option, ranks, noncontiguous=False):
@@ -153,17 +81,9 @@ def _register(make, name, in_shape, option, ranks, noncontiguous=False):
     (1..4 and 1..2 for dims 2 and 3). A reshape target keeps its form, its first size now the
     divisor `gcd(lead, numel)`; axes stay the same, those counted from the start spelled from
     the end where `negative`."""
-
-    def build(rank, n0, n1, n2, n3, lead, negative):
-        shape = (n0, n1, n2, n3)[:rank]
-        if make is _reshape_case:
-            fitted = (math.gcd(lead, math.prod(shape)), *option[1:])
-        else:
-            fitted = tuple(d if d < 0 else d - rank * negative for d in option)
-        return make(name, shape, fitted).replace(noncontiguous=noncontiguous)
-
     ranges = dict(rank=ranks, n0=range(1, 6), n1=range(1, 6), n2=range(1, 5), n3=range(1, 3), lead=range(1, 7),
                   negative=(False, True))
+    build = functools.partial(_bucket, make, name, option, noncontiguous)
     register(make(name, in_shape, option).replace(noncontiguous=noncontiguous), build, ranges)
 
 

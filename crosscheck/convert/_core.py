@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import pkgutil
@@ -34,16 +35,19 @@ class ParamMap:
     torch_only: tuple[str, ...] = ()
 
 
+def _entries_to_nnx(entries, state):
+    return {path: lay.to_jax(np.asarray(state[name])[None])[0] for name, path, lay in entries if name in state}
+
+
+def _entries_to_torch(entries, params):
+    return {name: lay.from_jax(np.asarray(params[path])[None])[0] for name, path, lay in entries if path in params}
+
+
 def per_tensor(*entries: tuple[str, str, Layout], torch_only: tuple[str, ...] = ()) -> ParamMap:
-    """A map that moves each `(torch_name, nnx_path, layout)` on its own."""
-
-    def to_nnx(state):
-        return {path: lay.to_jax(np.asarray(state[name])[None])[0] for name, path, lay in entries if name in state}
-
-    def to_torch(params):
-        return {name: lay.from_jax(np.asarray(params[path])[None])[0] for name, path, lay in entries if path in params}
-
-    return ParamMap(to_nnx, to_torch, torch_only=torch_only)
+    """A map that moves each `(torch_name, nnx_path, layout)` on its own. Its functions are
+    module-level ones bound by `functools.partial` (as every map's here), so a map pickles."""
+    return ParamMap(functools.partial(_entries_to_nnx, entries), functools.partial(_entries_to_torch, entries),
+                    torch_only=torch_only)
 
 
 _MAPS: dict[str, Callable[..., ParamMap]] = {}

@@ -19,6 +19,8 @@ adjoint: both torch biases get the gradient of their sum) differ.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ._core import ParamMap, register_param_map
@@ -32,35 +34,66 @@ def _no_bias_lost(b: np.ndarray, where: str) -> None:
         raise ValueError(f"`{where}` (={b}) is nonzero but the torch module has bias=False")
 
 
+def _lstm_to_nnx(state):
+    w_ih, w_hh = np.asarray(state["weight_ih"]), np.asarray(state["weight_hh"])
+    b = sum((np.asarray(state[k]) for k in ("bias_ih", "bias_hh") if k in state), np.zeros(w_hh.shape[0]))
+    out = {}
+    for k, (gi, gh) in enumerate(zip(LSTM_INPUT, LSTM_HIDDEN)):
+        i_rows, h_rows, b_rows = np.split(w_ih, 4)[k], np.split(w_hh, 4)[k], np.split(b, 4)[k]
+        out.update({f"{gi}.kernel": i_rows.T, f"{gh}.kernel": h_rows.T, f"{gh}.bias": b_rows})
+    return out
+
+
+def _lstm_to_torch(params, *, bias, grads=False):
+    out = {
+        "weight_ih": np.concatenate([np.asarray(params[f"{g}.kernel"]).T for g in LSTM_INPUT]),
+        "weight_hh": np.concatenate([np.asarray(params[f"{g}.kernel"]).T for g in LSTM_HIDDEN]),
+    }
+    b = np.concatenate([np.asarray(params[f"{g}.bias"]) for g in LSTM_HIDDEN])
+    if bias:
+        out.update(bias_ih=b if grads else np.zeros_like(b), bias_hh=b)
+    elif not grads:
+        _no_bias_lost(b, "h*.bias")
+    return out
+
+
+def _gru_to_nnx(state, *, recurrent_bias):
+    w_ih, w_hh = np.asarray(state["weight_ih"]), np.asarray(state["weight_hh"])
+    zeros = np.zeros(w_ih.shape[0])
+    b_ih, b_hh = (np.asarray(state[k]) if k in state else zeros for k in ("bias_ih", "bias_hh"))
+    out = {"dense_i.kernel": w_ih.T, "dense_h.kernel": w_hh.T}
+    if recurrent_bias:
+        return {**out, "dense_i.bias": b_ih, "dense_h.bias": b_hh}
+    hr, hz, hn = np.split(b_hh, 3)
+    if np.any(hn != 0):
+        raise ValueError(
+            f"`bias_hh` n block (={hn}) must be zero: flax.nnx.GRUCell has no b_hn inside r * (W_hn h + b_hn)"
+        )
+    return {**out, "dense_i.bias": b_ih + np.concatenate([hr, hz, hn])}
+
+
+def _gru_to_torch(params, *, bias, recurrent_bias, grads=False):
+    if grads and bias and not recurrent_bias:
+        raise ValueError("gradients need `recurrent_bias` (=False): flax.nnx.GRUCell has no b_hn to take a gradient of")
+    out = {"weight_ih": np.asarray(params["dense_i.kernel"]).T, "weight_hh": np.asarray(params["dense_h.kernel"]).T}
+    b_ih = np.asarray(params["dense_i.bias"])
+    b_hh = np.asarray(params["dense_h.bias"]) if "dense_h.bias" in params else np.zeros_like(b_ih)
+    if bias:
+        out.update(bias_ih=b_ih, bias_hh=b_hh)
+    elif not grads:
+        _no_bias_lost(b_ih, "dense_i.bias")
+        _no_bias_lost(b_hh, "dense_h.bias")
+    return out
+
+
 def lstm_map(bias: bool = True) -> ParamMap:
     """torch.nn.LSTMCell's `state_dict` <-> flax.nnx.LSTMCell's params.
 
     Args:
         bias: whether the torch module has `bias_ih`/`bias_hh`.
     """
-
-    def to_nnx(state):
-        w_ih, w_hh = np.asarray(state["weight_ih"]), np.asarray(state["weight_hh"])
-        b = sum((np.asarray(state[k]) for k in ("bias_ih", "bias_hh") if k in state), np.zeros(w_hh.shape[0]))
-        out = {}
-        for k, (gi, gh) in enumerate(zip(LSTM_INPUT, LSTM_HIDDEN)):
-            i_rows, h_rows, b_rows = np.split(w_ih, 4)[k], np.split(w_hh, 4)[k], np.split(b, 4)[k]
-            out.update({f"{gi}.kernel": i_rows.T, f"{gh}.kernel": h_rows.T, f"{gh}.bias": b_rows})
-        return out
-
-    def to_torch(params, grads=False):
-        out = {
-            "weight_ih": np.concatenate([np.asarray(params[f"{g}.kernel"]).T for g in LSTM_INPUT]),
-            "weight_hh": np.concatenate([np.asarray(params[f"{g}.kernel"]).T for g in LSTM_HIDDEN]),
-        }
-        b = np.concatenate([np.asarray(params[f"{g}.bias"]) for g in LSTM_HIDDEN])
-        if bias:
-            out.update(bias_ih=b if grads else np.zeros_like(b), bias_hh=b)
-        elif not grads:
-            _no_bias_lost(b, "h*.bias")
-        return out
-
-    return ParamMap(to_nnx, to_torch, lambda params: to_torch(params, grads=True))
+    to_torch = functools.partial(_lstm_to_torch, bias=bias)
+    return ParamMap(_lstm_to_nnx, to_torch, functools.partial(to_torch, grads=True))
 
 
 def gru_map(bias: bool = True, *, recurrent_bias: bool = False) -> ParamMap:
@@ -72,35 +105,9 @@ def gru_map(bias: bool = True, *, recurrent_bias: bool = False) -> ParamMap:
             so the biases map one-to-one. Without it, gradients cannot go back to torch's
             biases: flax.nnx.GRUCell has no b_hn to take a gradient of.
     """
-
-    def to_nnx(state):
-        w_ih, w_hh = np.asarray(state["weight_ih"]), np.asarray(state["weight_hh"])
-        zeros = np.zeros(w_ih.shape[0])
-        b_ih, b_hh = (np.asarray(state[k]) if k in state else zeros for k in ("bias_ih", "bias_hh"))
-        out = {"dense_i.kernel": w_ih.T, "dense_h.kernel": w_hh.T}
-        if recurrent_bias:
-            return {**out, "dense_i.bias": b_ih, "dense_h.bias": b_hh}
-        hr, hz, hn = np.split(b_hh, 3)
-        if np.any(hn != 0):
-            raise ValueError(
-                f"`bias_hh` n block (={hn}) must be zero: flax.nnx.GRUCell has no b_hn inside r * (W_hn h + b_hn)"
-            )
-        return {**out, "dense_i.bias": b_ih + np.concatenate([hr, hz, hn])}
-
-    def to_torch(params, grads=False):
-        if grads and bias and not recurrent_bias:
-            raise ValueError("gradients need `recurrent_bias` (=False): flax.nnx.GRUCell has no b_hn to take a gradient of")
-        out = {"weight_ih": np.asarray(params["dense_i.kernel"]).T, "weight_hh": np.asarray(params["dense_h.kernel"]).T}
-        b_ih = np.asarray(params["dense_i.bias"])
-        b_hh = np.asarray(params["dense_h.bias"]) if "dense_h.bias" in params else np.zeros_like(b_ih)
-        if bias:
-            out.update(bias_ih=b_ih, bias_hh=b_hh)
-        elif not grads:
-            _no_bias_lost(b_ih, "dense_i.bias")
-            _no_bias_lost(b_hh, "dense_h.bias")
-        return out
-
-    return ParamMap(to_nnx, to_torch, lambda params: to_torch(params, grads=True))
+    to_torch = functools.partial(_gru_to_torch, bias=bias, recurrent_bias=recurrent_bias)
+    return ParamMap(functools.partial(_gru_to_nnx, recurrent_bias=recurrent_bias), to_torch,
+                    functools.partial(to_torch, grads=True))
 
 
 @register_param_map("LSTMCell")

@@ -22,7 +22,7 @@ import numpy as np
 from ..compare import UNIT_ROUNDOFF, Tolerance
 from ..convert._model import state_arrays, state_dict_to_nnx
 from ..convert._pair import pair_modules
-from ..layout import IDENTITY, Layout
+from ..layout import CHANNELS_LAST_ANY_RANK as CHANNELS_LAST, IDENTITY, Layout
 from ..registry import Case, Tensor
 from .. import checks
 from ..runner import CaseRun, Outcome
@@ -61,14 +61,6 @@ def model_allowance(expected: np.ndarray, dtype: str, kind: str, reduction: int,
     rms = np.sqrt(np.mean(np.square(flat), axis=1)) if flat.shape[1] else np.zeros(flat.shape[0])
     scale = np.maximum(rms, SCALE_FLOOR).reshape((-1,) + (1,) * (expected.ndim - 1))
     return sides * (atol * scale + rtol * np.abs(expected))
-
-CHANNELS_LAST = Layout(
-    "channels-last",
-    lambda a: np.moveaxis(a, 2, -1) if a.ndim >= 4 else a,  # axis 0 is the trial axis
-    lambda a: np.moveaxis(a, -1, 2) if a.ndim >= 4 else a,
-)
-"""torch `(N, C, *spatial)` <-> NNX `(N, *spatial, C)` for arrays of rank 3 or more (per trial);
-smaller ones as they are."""
 
 
 def _cast_nnx(model, dtype: str):
