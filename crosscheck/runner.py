@@ -12,7 +12,7 @@ from . import checks
 from .checks import Finding
 from .frameworks import both, compute
 from .inputs import Inputs
-from .plan import Outcome, Plan, attempt  # noqa: F401  (Outcome: the port check's stages)
+from .plan import Outcome, Plan, attempt
 from .registry import LOW_PRECISION, Case
 from .results import CheckId, CheckResult
 

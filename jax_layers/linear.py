@@ -6,7 +6,6 @@ The products run through `DotOps` (flax.nnx.Linear's `dot_general`, `precision` 
 
 from __future__ import annotations
 
-from functools import partial
 from types import MappingProxyType
 from typing import Callable
 

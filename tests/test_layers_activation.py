@@ -12,9 +12,7 @@ from jax.test_util import check_grads
 
 from crosscheck.draw import away_from, normal
 from crosscheck.mutants import all_mutants
-from crosscheck.mutants._core import FORWARD_CHECKS
 from crosscheck.registry import select
-from crosscheck.session import run
 from helpers import np_rng, t64
 from jax_layers import activation as JA
 from torch_layers import activation as TA

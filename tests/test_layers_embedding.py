@@ -14,9 +14,7 @@ from jax.test_util import check_grads
 from crosscheck.cases.embedding import jax_read_out, torch_read_out
 from crosscheck.convert import nnx_to_torch, torch_to_nnx
 from crosscheck.mutants import all_mutants
-from crosscheck.mutants._core import GRAD_CHECKS
 from crosscheck.registry import select
-from crosscheck.session import run
 from helpers import np_rng, t64
 from jax_layers.embedding import Embed, embedding as jax_embedding
 from torch_layers.embedding import Embedding, embedding as torch_embedding

@@ -11,9 +11,7 @@ import torch.nn.functional as F
 from jax.test_util import check_grads
 
 from crosscheck.mutants import all_mutants
-from crosscheck.mutants._core import GRAD_CHECKS
 from crosscheck.registry import select
-from crosscheck.session import run
 from helpers import np_rng, t64
 from jax_layers import loss as JL
 from torch_layers import loss as TL

@@ -13,9 +13,7 @@ from jax.test_util import check_grads
 
 from crosscheck.convert import nnx_to_torch, param_map, torch_to_nnx
 from crosscheck.mutants import all_mutants
-from crosscheck.mutants._core import GRAD_CHECKS
 from crosscheck.registry import select
-from crosscheck.session import run
 from helpers import np_rng, t64
 from jax_layers import norm as JN
 from torch_layers import norm as TN

@@ -13,8 +13,6 @@ from jax.test_util import check_grads
 from crosscheck.convert import nnx_to_torch, torch_to_nnx
 from crosscheck.convert.recurrent import gru_map
 from crosscheck.mutants import all_mutants
-from crosscheck.mutants._core import FORWARD_CHECKS
-from crosscheck.session import run
 from helpers import np_rng, t64
 from jax_layers import recurrent as J
 from torch_layers import recurrent as T

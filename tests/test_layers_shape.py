@@ -11,9 +11,7 @@ from jax.test_util import check_grads
 import jax_layers.shape
 import torch_layers.shape
 from crosscheck.mutants import all_mutants
-from crosscheck.mutants._core import FORWARD_CHECKS
 from crosscheck.registry import select
-from crosscheck.session import run
 from helpers import np_rng, t64
 
 

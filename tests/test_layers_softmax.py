@@ -13,9 +13,7 @@ import torch.nn.functional as F
 from jax.test_util import check_grads
 
 from crosscheck.mutants import all_mutants
-from crosscheck.mutants._core import FORWARD_CHECKS
 from crosscheck.registry import select
-from crosscheck.session import run
 from helpers import np_rng, t64
 
 # `torch_layers.softmax` may be the re-exported function, so reach the modules by name.

@@ -25,7 +25,6 @@ import math
 import jax
 import numpy as np
 import jax.numpy as jnp
-from jax import lax
 from jax.extend import core as jex_core
 
 from .jax_programs import kept

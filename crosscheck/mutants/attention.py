@@ -77,8 +77,6 @@ def torch_no_rowsum():
 
 
 def torch_scale_missing():
-    T = _T()
-
     def backward(ctx, grad_out, grad_weights):
         gq, gk, gv, gm = _grads(ctx, ctx.needs_input_grad, grad_out, grad_weights)
         unscale = lambda g: None if g is None else g / ctx.scale  # noqa: E731
@@ -88,8 +86,6 @@ def torch_scale_missing():
 
 
 def torch_key_value_swapped():
-    T = _T()
-
     def backward(ctx, grad_out, grad_weights):
         needs = ctx.needs_input_grad
         gq, gk, gv, gm = _grads(ctx, (needs[0], True, True, needs[3]), grad_out, grad_weights)
@@ -100,8 +96,6 @@ def torch_key_value_swapped():
 
 
 def torch_causal_ignored():
-    T = _T()
-
     def backward(ctx, grad_out, grad_weights):
         grads = _grads(ctx, ctx.needs_input_grad, grad_out, grad_weights, is_causal=False)
         return (*grads, *REST)  # weights recomputed without the causal mask

@@ -4,4 +4,8 @@ or as `python -m crosscheck port mypkg:TorchModel mypkg:NnxModel`."""
 
 from __future__ import annotations
 
-from ._check import CHANNELS_LAST as CHANNELS_LAST, check_port as check_port
+from ..layout import CHANNELS_LAST_ANY_RANK
+from ._check import check_port as check_port
+
+# NCHW <-> NHWC at any rank, for `check_port`'s `in_layouts` and `out_layouts`.
+CHANNELS_LAST = CHANNELS_LAST_ANY_RANK

@@ -22,10 +22,11 @@ import numpy as np
 from ..compare import UNIT_ROUNDOFF, Tolerance
 from ..convert._model import state_arrays, state_dict_to_nnx
 from ..convert._pair import pair_modules
-from ..layout import CHANNELS_LAST_ANY_RANK as CHANNELS_LAST, IDENTITY, Layout
+from ..layout import IDENTITY, Layout
 from ..registry import Case, Tensor
 from .. import checks
-from ..runner import CaseRun, Outcome
+from ..plan import Outcome
+from ..runner import CaseRun
 
 # Whole models are judged by a scale from each result's size, not by the rounding model that
 # judges the layers (docs/tolerances.md): that model evaluates one JAX function, and a port's

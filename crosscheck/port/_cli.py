@@ -56,7 +56,7 @@ def _input(text: str, index: int, channels_last: bool):
     from .. import draw
     from ..layout import IDENTITY
     from ..registry import Tensor
-    from ._check import CHANNELS_LAST
+    from ..layout import CHANNELS_LAST_ANY_RANK as CHANNELS_LAST
 
     shape, _, kind = text.partition(":")
     try:
@@ -124,7 +124,8 @@ def main(argv: list[str]) -> int:
     from ..convert import ConversionError, load_state_dict, nnx_to_torch, torch_to_nnx
     from ..layout import IDENTITY
     from ..report import format_failures, format_summary
-    from ._check import CHANNELS_LAST, check_port
+    from ..layout import CHANNELS_LAST_ANY_RANK as CHANNELS_LAST
+    from ._check import check_port
 
     try:
         if args.checkpoint and args.source == "nnx":
