@@ -10,6 +10,7 @@ sides: nothing is replaced.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,14 @@ BUDGET = 16.0
 # element's spread is estimated from a few draws (`SPREAD_DRAWS`), and an estimate can come out
 # far below the truth where the element's error has few sources.
 PER_TRIAL_FLOOR = 0.1
+
+def sum_order(n: int) -> float:
+    """How much more a running sum of `n` terms rounds than a single rounding of each term, for
+    the rounding models (`adapters.jax_rounding`, `adapters.torch_rounding`): summed one after
+    another, a term is carried through `(n + 1) / 2` roundings on average, and with terms of
+    random sign the sum's error spreads as the square root of that."""
+    return math.sqrt((n + 1) / 2)
+
 
 # Draws of the rounding errors per element (see crosscheck/adapters/jax_rounding.py).
 SPREAD_DRAWS = 8

@@ -73,3 +73,19 @@ def test_bad_arguments_are_named(kwargs, words):
     with pytest.raises(ValueError) as e:
         crosscheck.check(**kwargs)
     assert words in str(e.value)
+
+
+@pytest.mark.parametrize("both", [True, False], ids=["both", "torch-alone"])
+def test_a_correct_layer_with_long_sums_passes(both):
+    # A float32 linear layer of 512 inputs: its sums are rounded after every term, and a model
+    # that rounded them once at the end allowed 1/3 of the torch-vs-JAX difference (docs/tolerances.md).
+    import torch.nn.functional as F
+
+    from crosscheck.layout import TRANSPOSE
+    from jax_layers.linear import linear as jax_linear
+    from torch_layers.linear import LinearFunction
+
+    jax_side = dict(jax_fn=lambda x, k, b: jax_linear(x, k, b), jax_ref=lambda x, k, b: x @ k + b) if both else {}
+    report = crosscheck.check(LinearFunction.apply, inputs=[(16, 512)], params=[(8, 512), (8,)], torch_ref=F.linear,
+                              layouts={"param0": TRANSPOSE}, dtypes=["float32"], trials=8, **jax_side)
+    assert report.passed, crosscheck.agree.describe(report)

@@ -14,6 +14,14 @@ rounded to the dtype under test (`ROUND`), and the terms of each sum
 running sum (`ACCUMULATE`): frameworks accumulate low-precision sums in float32, so those terms
 are rounded at float32's unit roundoff, not at the dtype's.
 
+A running sum of `n` terms is rounded after each addition: in a sum accumulated one term after
+another, term `i` is carried through `n - i + 1` of those roundings, `(n + 1) / 2` on average.
+Each term's perturbation is therefore drawn `sqrt((n + 1) / 2)` times larger (`compare.sum_order`),
+the spread that recursive summation gives terms of random sign. Blocked and pairwise sums, which
+BLAS, XLA and the GPU libraries use, err less; perturbing each term once, as if the sum were
+rounded only at the end, erred too little: a correct float32 linear layer of 256 inputs failed
+torch vs JAX at 1.4 times its allowance (docs/tolerances.md, "Long sums").
+
 A result below the dtype's smallest normal number is rounded to a fixed grid (subnormals): its
 error is that of the smallest normal number, not `u |z|` (`compare.SMALLEST_NORMAL`).
 """
@@ -27,6 +35,7 @@ import numpy as np
 import jax.numpy as jnp
 from jax.extend import core as jex_core
 
+from ..compare import sum_order
 from .jax_programs import kept
 
 ROUND, ACCUMULATE = 0, 1
@@ -116,10 +125,11 @@ class _Rounding:
         size = jnp.sign(z) * jnp.maximum(jnp.abs(z), self.smallest[kind])
         return jnp.where(jnp.isfinite(z), size, 0.0)[None] * _window(self.scaled[kind], jnp.shape(z), self.counter)
 
-    def add(self, t, z, kind: int):
+    def add(self, t, z, kind: int, scale: float = 1.0):
         if not _floating(z):
             return t
         r = self.rounding(z, kind)
+        r = r if scale == 1.0 else r * scale
         return r if t is None else t + r
 
     def eval(self, jaxpr, consts, args, tangents):
@@ -140,13 +150,30 @@ class _Rounding:
                 name = eqn.primitive.name
                 if name in ACCUMULATING:
                     i, kind = ACCUMULATING[name]
-                    tins[i] = self.add(tins[i], invals[i], kind)
+                    tins[i] = self.add(tins[i], invals[i], kind, sum_order(_terms(eqn, invals)))
                 outs, touts = _apply(eqn, invals, tins)
                 if name not in EXACT:
                     touts = [self.add(t, z, ROUND) for t, z in zip(touts, outs)]
             env.update(zip(eqn.outvars, outs))
             tan.update(zip(eqn.outvars, touts))
         return map(list, zip(*map(read, jaxpr.outvars))) if jaxpr.outvars else ([], [])
+
+
+def _terms(eqn, invals) -> int:
+    """How many terms each result of the sum `eqn` adds up (1 where that varies: scatters)."""
+    name, shape = eqn.primitive.name, jnp.shape(invals[0])
+    if name == "reduce_sum":
+        return math.prod(shape[a] for a in eqn.params["axes"])
+    if name == "dot_general":
+        return math.prod(shape[a] for a in eqn.params["dimension_numbers"][0][0])
+    if name == "cumsum":
+        return shape[eqn.params["axis"]]
+    if name == "conv_general_dilated":
+        spec, rhs = eqn.params["dimension_numbers"].rhs_spec, jnp.shape(invals[1])
+        return math.prod(rhs[a] for a in spec[1:])
+    if name == "reduce_window_sum":
+        return math.prod(eqn.params["window_dimensions"])
+    return 1
 
 
 def _apply(eqn, invals, tins):

@@ -10,16 +10,21 @@ that `compare.allowance` takes, as from the JAX model.
 
 What it approximates: a sum's running total is rounded once per term; here the terms of a
 reduction, matrix product or convolution are perturbed through their first operand (each
-element once, at the accumulation's unit roundoff), which gives the sum's error its size
-(`sqrt(K)` terms) but draws it per operand element rather than per term.
+element once, at the accumulation's unit roundoff, `compare.sum_order` times over for the
+running total's roundings), which gives the sum's error its size but draws it per operand
+element rather than per term.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
+
+from ..compare import sum_order
 
 # The perturbation's size: small enough that second-order terms (s relative) vanish beside the
 # first, large enough that float64's own rounding (2^-53 / s relative) does not show.
@@ -40,6 +45,29 @@ EXACT = frozenset({
 # Sums: which argument holds the terms.
 SUMS = {"sum": 0, "mean": 0, "mm": 0, "bmm": 0, "matmul": 0, "mv": 0, "dot": 0, "addmm": 1, "baddbmm": 1,
         "convolution": 0, "cumsum": 0, "einsum": 1, "linear": 0}
+
+
+def _terms(name: str, args) -> int:
+    """How many terms each result of the sum `name(*args)` adds up, at most (1 where unknown)."""
+    def dims(x):
+        return x.shape if isinstance(x, torch.Tensor) else ()
+
+    a = dims(args[SUMS[name]])
+    if name in ("sum", "mean"):
+        axes = args[1] if len(args) > 1 and isinstance(args[1], (int, list, tuple)) else None
+        axes = [axes] if isinstance(axes, int) else axes or range(len(a))  # none or []: all
+        return math.prod(a[d] for d in axes) if a else 1
+    if name == "cumsum":
+        return a[args[1]] if a else 1
+    if name == "convolution":
+        w, transposed, groups = dims(args[1]), args[6], args[8]
+        return (w[0] // groups if transposed else w[1]) * math.prod(w[2:])
+    if name == "einsum":
+        spec, operands = args[0].replace(" ", ""), args[1]
+        ins, _, out = spec.partition("->")
+        sizes = {c: n for term, x in zip(ins.split(","), operands) for c, n in zip(term, dims(x)) if c.isalpha()}
+        return math.prod(n for c, n in sizes.items() if c not in out) if "->" in spec and "." not in spec else 1
+    return a[-1] if a else 1  # products: the first operand's last dimension
 
 
 class _Perturbed(TorchDispatchMode):
@@ -67,7 +95,8 @@ class _Perturbed(TorchDispatchMode):
         name = func.overloadpacket.__name__
         if name in SUMS and len(args) > SUMS[name]:
             args = list(args)
-            args[SUMS[name]] = self._perturb(args[SUMS[name]], self.acc, self.smallest[1])
+            acc = self.acc * sum_order(_terms(name, args))
+            args[SUMS[name]] = self._perturb(args[SUMS[name]], acc, self.smallest[1])
         out = func(*args, **(kwargs or {}))
         if name in EXACT or name.endswith("_"):  # in place: the result is an argument, left alone
             return out
