@@ -59,7 +59,7 @@ def _terms(name: str, args) -> int:
         return math.prod(a[d] for d in axes) if a else 1
     if name == "cumsum":
         return a[args[1]] if a else 1
-    if name == "convolution":
+    if name == "convolution" and len(args) > 8:  # (input, weight, bias, stride, ..., transposed, _, groups)
         w, transposed, groups = dims(args[1]), args[6], args[8]
         return (w[0] // groups if transposed else w[1]) * math.prod(w[2:])
     if name == "einsum":
