@@ -62,12 +62,8 @@ def _terms(name: str, args) -> int:
     if name == "convolution" and len(args) > 8:  # (input, weight, bias, stride, ..., transposed, _, groups)
         w, transposed, groups = dims(args[1]), args[6], args[8]
         return (w[0] // groups if transposed else w[1]) * math.prod(w[2:])
-    if name == "einsum":
-        spec, operands = args[0].replace(" ", ""), args[1]
-        ins, _, out = spec.partition("->")
-        sizes = {c: n for term, x in zip(ins.split(","), operands) for c, n in zip(term, dims(x)) if c.isalpha()}
-        return math.prod(n for c, n in sizes.items() if c not in out) if "->" in spec and "." not in spec else 1
-    return a[-1] if a else 1  # products: the first operand's last dimension
+    # Products (einsum, linear and matmul reach the mode as mm / bmm): the first operand's last dimension.
+    return a[-1] if a else 1
 
 
 class _Perturbed(TorchDispatchMode):
